@@ -1,0 +1,219 @@
+"""The search space: a model's zero-invariant groups (ZIGs) and what each one costs.
+
+Produced by `trainonce.analyze`; consumed by the optimizers (which ZIGs to drive to zero) and by
+`construct_subnet` (which slices to remove). Every ZIG has a global id in ``range(num_zigs)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .costs import CostModel
+
+
+@dataclass(frozen=True)
+class Member:
+    """Slices of one parameter that belong to a group: ``index[z]`` are the positions along
+    ``dim`` that ZIG ``z`` of the group owns (every ZIG owns the same number of positions)."""
+
+    param: str
+    dim: int
+    index: torch.Tensor  # LongTensor [group.size, k]
+
+
+@dataclass
+class Group:
+    """A set of ZIGs that share one structure: every ZIG owns the same slices of the same
+    parameters. ZIG ``i`` of the group has the global id ``offset + i``."""
+
+    name: str
+    size: int
+    members: list[Member]
+    offset: int = 0
+    prunable: bool = True
+    reason: str | None = None
+    flops: float = 0.0  # MACs that scale with this group's channels
+    params: int = 0  # parameters that scale with this group's channels
+
+    @property
+    def zig_ids(self) -> torch.Tensor:
+        return torch.arange(self.offset, self.offset + self.size)
+
+
+@dataclass
+class ParamSlices:
+    """For one parameter: per dim, the global ZIG id of every position (-1: in no ZIG)."""
+
+    name: str
+    dims: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+class SearchSpace:
+    """Zero-invariant groups of a model, with vectorised accessors for optimizers.
+
+    ``groups`` is the readable view; ``param_slices`` is the flat view the optimizers use:
+    for every parameter dim, one LongTensor mapping positions to global ZIG ids, so per-ZIG norms
+    are a ``index_add_`` per member instead of a loop over ZIGs.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        groups: list[Group],
+        costs: CostModel | None = None,
+        notes: list[str] | None = None,
+    ) -> None:
+        self.model = model
+        self.groups = groups
+        offset = 0
+        for g in groups:
+            g.offset = offset
+            offset += g.size
+        self.num_zigs = offset
+        self.notes = list(notes or [])
+        self._slices = self._build_slices()
+        self.costs = costs if costs is not None else CostModel.from_params(model, self)
+        self._param_count = {n: p.numel() for n, p in self._named_params().items()}
+        self._zig_cost_cache: dict[str, torch.Tensor] = {}
+        self._fill_group_costs()
+
+    # ----- flat views -------------------------------------------------------------------
+    def _named_params(self) -> dict[str, nn.Parameter]:
+        return dict(self.model.named_parameters(remove_duplicate=True))
+
+    def _build_slices(self) -> dict[str, ParamSlices]:
+        params = self._named_params()
+        slices: dict[str, ParamSlices] = {}
+        for g in self.groups:
+            for m in g.members:
+                size = params[m.param].shape[m.dim]
+                ps = slices.setdefault(m.param, ParamSlices(m.param))
+                vec = ps.dims.get(m.dim)
+                if vec is None:
+                    vec = torch.full((size,), -1, dtype=torch.long)
+                    ps.dims[m.dim] = vec
+                zig = g.zig_ids.unsqueeze(1).expand_as(m.index)
+                vec[m.index.reshape(-1)] = zig.reshape(-1)
+        return slices
+
+    @property
+    def param_slices(self) -> dict[str, ParamSlices]:
+        return self._slices
+
+    @property
+    def prunable_mask(self) -> torch.Tensor:
+        mask = torch.zeros(self.num_zigs, dtype=torch.bool)
+        for g in self.groups:
+            if g.prunable:
+                mask[g.offset : g.offset + g.size] = True
+        return mask
+
+    @property
+    def num_prunable_zigs(self) -> int:
+        return int(self.prunable_mask.sum())
+
+    # ----- costs ------------------------------------------------------------------------
+    def flops(self, keep: torch.Tensor | None = None) -> float:
+        """MACs of the model if only the ZIGs in ``keep`` (bool [num_zigs]) were kept."""
+        return self.costs.flops(keep)
+
+    def num_params(self, keep: torch.Tensor | None = None) -> int:
+        """Parameter count of the model if only the ZIGs in ``keep`` were kept."""
+        return int(self.costs.params(keep))
+
+    def zig_flops(self) -> torch.Tensor:
+        """FLOPs each ZIG removes on its own from the dense model (float [num_zigs])."""
+        if "flops" not in self._zig_cost_cache:
+            self._zig_cost_cache["flops"] = self.costs.marginal("flops", self.num_zigs)
+        return self._zig_cost_cache["flops"]
+
+    def zig_params(self) -> torch.Tensor:
+        """Parameters each ZIG removes on its own from the dense model (float [num_zigs])."""
+        if "params" not in self._zig_cost_cache:
+            self._zig_cost_cache["params"] = self.costs.marginal("params", self.num_zigs)
+        return self._zig_cost_cache["params"]
+
+    def _fill_group_costs(self) -> None:
+        if self.num_zigs == 0:
+            return
+        zf, zp = self.zig_flops(), self.zig_params()
+        for g in self.groups:
+            g.flops = float(zf[g.offset : g.offset + g.size].sum())
+            g.params = int(zp[g.offset : g.offset + g.size].sum())
+
+    def prunable_flops_fraction(self) -> float:
+        """Share of the dense FLOPs spent in ops that touch at least one prunable group."""
+        return self.costs.prunable_fraction("flops", self.prunable_mask)
+
+    def prunable_params_fraction(self) -> float:
+        return self.costs.prunable_fraction("params", self.prunable_mask)
+
+    # ----- state of the weights ---------------------------------------------------------
+    @torch.no_grad()
+    def zig_sq_norms(self) -> torch.Tensor:
+        """Squared L2 norm of every ZIG over all of its member slices (float [num_zigs])."""
+        params = self._named_params()
+        device = next(iter(params.values())).device if params else torch.device("cpu")
+        out = torch.zeros(self.num_zigs + 1, dtype=torch.float64, device=device)
+        for name, ps in self._slices.items():
+            p = params[name].detach()
+            for dim, vec in ps.dims.items():
+                other = [d for d in range(p.dim()) if d != dim]
+                per_pos = p.double().pow(2).sum(dim=other) if other else p.double().pow(2)
+                idx = vec.to(device).clone()
+                idx[idx < 0] = self.num_zigs
+                out.index_add_(0, idx, per_pos)
+        return out[:-1]
+
+    @torch.no_grad()
+    def zero_mask(self) -> torch.Tensor:
+        """Bool [num_zigs]: which ZIGs are exactly zero in every member slice right now."""
+        if self.num_zigs == 0:
+            return torch.zeros(0, dtype=torch.bool)
+        return (self.zig_sq_norms() == 0).cpu() & self.prunable_mask
+
+    @torch.no_grad()
+    def set_zero(self, zero: torch.Tensor) -> None:
+        """Write exact zeros into every member slice of the ZIGs flagged in ``zero``."""
+        params = self._named_params()
+        zero_ext = torch.cat([zero.bool().cpu(), torch.tensor([False])])
+        for name, ps in self._slices.items():
+            p = params[name]
+            for dim, vec in ps.dims.items():
+                idx = vec.clone()
+                idx[idx < 0] = self.num_zigs
+                pos = torch.nonzero(zero_ext[idx]).flatten().to(p.device)
+                if pos.numel():
+                    p.index_fill_(dim, pos, 0.0)
+
+    @torch.no_grad()
+    def zero_random_groups(self, sparsity: float, seed: int = 0) -> torch.Tensor:
+        """Zero a random ``sparsity`` share of each prunable group's ZIGs in place (for tests
+        and demos); every group keeps at least one ZIG. Returns the bool mask of zeroed ZIGs."""
+        if not 0.0 <= sparsity < 1.0:
+            raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+        gen = torch.Generator().manual_seed(seed)
+        zero = torch.zeros(self.num_zigs, dtype=torch.bool)
+        for g in self.groups:
+            if not g.prunable or g.size < 2:
+                continue
+            k = min(int(round(sparsity * g.size)), g.size - 1)
+            pick = torch.randperm(g.size, generator=gen)[:k]
+            zero[g.offset + pick] = True
+        self.set_zero(zero)
+        return zero
+
+    # ----- display ----------------------------------------------------------------------
+    def summary(self, max_rows: int = 40) -> str:
+        from .summary import format_summary
+
+        return format_summary(self, max_rows=max_rows)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def __str__(self) -> str:
+        return self.summary()
