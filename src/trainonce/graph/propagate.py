@@ -89,13 +89,14 @@ def propagate(traced: Traced, exclude: list[str] | None = None) -> Propagation:
         axes, atoms = _fresh_labels(rec, shape)
         is_param = node.name in traced.params
         store = prop.param_atoms if is_param else prop.buffer_atoms
-        if name in store:  # shared tensor seen under another placeholder: same atoms
+        seen = name in store
+        if seen:  # shared tensor seen under another placeholder: same atoms
             atoms = store[name]
             axes = [ids.reshape([s if d == k else 1 for k, s in enumerate(shape)])
                     for d, ids in atoms.items()]
         store[name] = atoms
         env[node] = Labels(shape, axes, name if is_param else None, f"buffer '{name}'")
-        if is_param:
+        if is_param and not seen:
             rec.where = f"parameter '{name}'"
             rec.cost("params", 1, list(atoms.values()))
         if _excluded(name, excl):
@@ -133,7 +134,7 @@ def _walk(graph: fx.Graph, gm: torch.nn.Module, env: dict, prop: Propagation):
             continue
         name = getattr(node.target, "__name__", str(node.target))
         module = _module_path(node)
-        rec.where = f"{name} in '{module}'" if module else name
+        rec.where = f"{name} in '{module}'" if module else f"{name} in the top-level forward"
         if node.target in _HOPS:
             env[node] = _walk_hop(node, gm, env, prop)
             continue

@@ -49,6 +49,14 @@ def first(rec, args, kwargs, out):
     return Labels(tuple(out), list(x.axes), x.param_view, x.why)
 
 
+def gathered(rec, args, kwargs, out):
+    """gather/scatter-style ops address positions by data: everything they touch is pinned."""
+    for x in _tensors(args, kwargs):
+        for a in x.axes:
+            rec.block(a, f"addressed by data-dependent indices at {rec.where}")
+    return unlabelled(out, f"the output of {rec.where}")
+
+
 def view_like(rec, args, kwargs, out):
     return S.reshape(rec, args[0], out)
 
@@ -306,6 +314,8 @@ TABLE[aten.diff] = mixing_along(2)
 TABLE[aten.topk] = mixing_along(2)
 TABLE.update(_SHAPE)
 TABLE.update(_LAYERS)
+TABLE.update({op: gathered for op in _ops("gather scatter scatter_add scatter_reduce "
+                                          "take_along_dim index_put index_add masked_scatter")})
 TABLE[aten.pad] = pad
 TABLE[aten.constant_pad_nd] = pad
 _SPATIAL = {

@@ -152,7 +152,13 @@ def _assemble(traced: Traced, prop: Propagation, roots: torch.Tensor) -> SearchS
         CostTerm.from_vectors(kind, unit, [zig_of_atom[v] for v in vecs], where)
         for kind, unit, vecs, where in rec.costs
     ])
-    space = SearchSpace(traced.model, groups, costs, notes=list(prop.warnings))
+    notes = list(prop.warnings)
+    unseen = [n for n, _ in traced.model.named_parameters() if n not in prop.param_atoms]
+    if unseen:
+        notes.append(f"{len(unseen)} parameters are not used by the traced (eval-mode) forward, "
+                     f"e.g. '{unseen[0]}' (training-only heads?): they are left untouched, and a "
+                     "slim model may not run them")
+    space = SearchSpace(traced.model, groups, costs, notes=notes)
     space.buffer_slices = {
         name: {d: zig_of_atom[ids] for d, ids in dims.items()}
         for name, dims in prop.buffer_atoms.items()

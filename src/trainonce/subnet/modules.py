@@ -84,11 +84,14 @@ def update_sizes(model: nn.Module, before: dict[str, dict]) -> None:
             if isinstance(m, cls):
                 fn(m, before.get(name, {}))
                 break
-        _hf_attention(m)
+        _hf_sizes(m)
 
 
-def _hf_attention(m: nn.Module) -> None:
-    """Hugging Face attention modules that keep head counts as attributes."""
+def _hf_sizes(m: nn.Module) -> None:
+    """Hugging Face modules that keep sizes as attributes (Conv1D, attention head counts)."""
+    w = getattr(m, "weight", None)
+    if hasattr(m, "nf") and isinstance(w, nn.Parameter) and w.dim() == 2:  # GPT-2 Conv1D
+        m.nx, m.nf = w.shape
     query = getattr(m, "query", None)
     if isinstance(query, nn.Linear) and hasattr(m, "attention_head_size"):
         m.all_head_size = query.out_features

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import fx, nn
 
-from ..graph.labels import Labels
+from ..graph.labels import Labels, spans
 from ..space.search_space import SearchSpace
 from .slicing import apply_plan
 
@@ -28,8 +28,10 @@ class _Sizes:
         ax = lab.axis_spanning(d) if isinstance(lab, Labels) else None
         if ax is None:
             return None
-        line = ax[tuple(slice(None) if k == d else 0 for k in range(ax.dim()))]
-        z = self.zig[line]
+        zig = self.zig[ax]
+        if len(spans(ax)) > 1 and bool((zig == zig.narrow(d, 0, 1)).all()):
+            return None  # the removal unit spans other dims: this one never shrinks
+        z = zig[tuple(slice(None) if k == d else 0 for k in range(ax.dim()))].clone()
         z[z < 0] = self.zero_ext.numel() - 1
         return torch.nonzero(~self.zero_ext[z]).flatten()
 
@@ -56,7 +58,7 @@ def _rewrite(node: fx.Node, sz: _Sizes) -> None:
                   aten.new_ones, aten.new_empty, aten.new_full) and isinstance(lab, Labels):
         args[1] = sz.shape(lab)
     elif packet is aten.unflatten and isinstance(lab, Labels):
-        d = args[1] % len(lab.shape)
+        d = args[1] % len(sz.of(args[0]).shape)
         args[2] = sz.shape(lab)[d : d + len(args[2])]
     elif packet in (aten.slice, aten.select, aten.narrow):
         src = sz.of(args[0])
@@ -97,7 +99,9 @@ def _rewrite(node: fx.Node, sz: _Sizes) -> None:
 def slim_program(space: SearchSpace, zero: torch.Tensor, plan: dict) -> nn.Module:
     """A `torch.fx.GraphModule` computing the slim model, built from the traced program."""
     program = space.analysis.traced.program
-    gm = program.module()
+    # a plain GraphModule over the unlifted graph: it supports train()/eval() like any module
+    unlifted = program.module()
+    gm = fx.GraphModule(unlifted, unlifted.graph)
     sz = _Sizes(space, zero)
     for node in list(gm.graph.nodes):
         if node.op != "call_function":

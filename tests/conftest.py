@@ -1,0 +1,20 @@
+"""Test set-up for this machine: offline Hugging Face, and the torchvision wheel quirk.
+
+The registry here serves a CUDA build of torchvision whose C ops cannot load on CPU torch;
+defining the two op schemas first lets `import torchvision` work (models do; nms does not).
+This is a property of this machine's package source, so it lives here, not in the library.
+"""
+
+import os
+
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+try:
+    torch.ops.torchvision.nms  # noqa: B018
+except (AttributeError, RuntimeError):
+    _TORCHVISION_SCHEMAS = torch.library.Library("torchvision", "DEF")
+    _TORCHVISION_SCHEMAS.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _TORCHVISION_SCHEMAS.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
