@@ -119,6 +119,7 @@ class ZigOptimizer(Optimizer):
         self._step = 0
         self.zero = torch.zeros(space.num_zigs, dtype=torch.bool)  # fixed exact zeros (CPU)
         self._hold: dict[int, torch.Tensor | None] | None = None
+        self._pre_scale: dict[int, torch.Tensor] = {}
 
     # ----- the step --------------------------------------------------------------------------
     def _needs_directions(self, t: int) -> bool:
@@ -142,25 +143,27 @@ class ZigOptimizer(Optimizer):
         t = self._step
         collect = self._needs_directions(t)
         dirs: dict[int, torch.Tensor] = {}
+        self._pre_scale: dict[int, torch.Tensor] = {}
         for i, p in enumerate(self._params):
             if p.grad is None:
                 continue
-            d = self._direction(i, p, group)
-            if collect and self.view.entries[i]:
+            d = self._direction(i, p, group, apply=not (collect and self.view.entries[i]))
+            if d is not None:
                 dirs[i] = d
-            else:
-                self._apply(p, d, group)
         if collect:
             self._before_update(t, dirs)
             for i, d in dirs.items():
-                self._apply(self._params[i], d, group)
+                self._apply(i, self._params[i], d, group)
         self._after_update(t)
         self._step += 1
         return loss
 
-    def _direction(self, i: int, p: torch.Tensor, group: dict) -> torch.Tensor:
-        """Variant update direction (moments updated in place); zero ZIG slices masked out so
-        params and state stay exactly zero there."""
+    def _direction(
+        self, i: int, p: torch.Tensor, group: dict, apply: bool
+    ) -> torch.Tensor | None:
+        """Variant update direction ``d`` (moments updated in place); zero ZIG slices masked out
+        so params and state stay exactly zero there. With ``apply`` the step ``x -= lr*d`` is
+        taken at once (fused where possible) and None returned."""
         g = p.grad
         if g.is_sparse:
             raise RuntimeError("sparse gradients are not supported")
@@ -171,7 +174,7 @@ class ZigOptimizer(Optimizer):
         if self.variant == "sgd":
             mom = group["momentum"]
             if mom == 0:
-                return g * m if m is not None else g
+                return self._maybe_apply(i, p, g * m if m is not None else g, group, apply)
             buf = state.get("momentum_buffer")
             if buf is None:
                 buf = g * m if m is not None else g.clone()
@@ -181,8 +184,9 @@ class ZigOptimizer(Optimizer):
             else:
                 buf.mul_(mom).add_(g)
             if group["nesterov"]:
-                return buf.mul(mom).addcmul_(g, m) if m is not None else g.add(buf, alpha=mom)
-            return buf
+                d = buf.mul(mom).addcmul_(g, m) if m is not None else g.add(buf, alpha=mom)
+                return self._maybe_apply(i, p, d, group, apply)
+            return self._maybe_apply(i, p, buf, group, apply)
         if m is not None:
             g = g * m
         if not state:
@@ -196,11 +200,27 @@ class ZigOptimizer(Optimizer):
         exp_avg.lerp_(g, 1 - b1)
         exp_avg_sq.mul_(b2).addcmul_(g, g, value=1 - b2)
         denom = (exp_avg_sq.sqrt() / math.sqrt(1 - b2**t)).add_(group["eps"])
+        if apply:
+            self._decay(p, group)
+            p.addcdiv_(exp_avg, denom, value=-group["lr"] / (1 - b1**t))
+            return None
         return exp_avg.div(denom).div_(1 - b1**t)
 
-    def _apply(self, p: torch.Tensor, d: torch.Tensor, group: dict) -> None:
+    def _maybe_apply(self, i, p, d, group, apply: bool) -> torch.Tensor | None:
+        if not apply:
+            return d
+        self._apply(i, p, d, group)
+        return None
+
+    def _decay(self, p: torch.Tensor, group: dict) -> None:
         if self.variant == "adamw" and group["weight_decay"]:
             p.mul_(1 - group["lr"] * group["weight_decay"])
+
+    def _apply(self, i: int, p: torch.Tensor, d: torch.Tensor, group: dict) -> None:
+        self._decay(p, group)
+        scale = self._pre_scale.get(i)
+        if scale is not None:  # x - lr*(d + c*x) = (1 - lr*c) * x - lr*d
+            p.mul_(scale)
         p.add_(d, alpha=-group["lr"])
 
     # ----- exact zeros -----------------------------------------------------------------------
@@ -256,11 +276,12 @@ class ZigOptimizer(Optimizer):
         """Per-ZIG stats of the weights and the search direction ``-d``."""
         dev = self._device()
         x = {i: self._params[i] for i in dirs}
+        v = self.view
         return ZigStats(
-            sq_norm=self.view.dots(x, x, dev).cpu(),
-            dir_sq_norm=self.view.dots(dirs, dirs, dev).cpu(),
-            dot=-self.view.dots(x, dirs, dev).cpu(),
-            numel=self.view.numel,
+            sq_norm=v.reduce(v.cores(x, x), dev).cpu(),
+            dir_sq_norm=v.reduce(v.cores(dirs, dirs), dev).cpu(),
+            dot=-v.reduce(v.cores(x, dirs), dev).cpu(),
+            numel=v.numel,
         )
 
     def _select(self, fraction: float, score: torch.Tensor, already: torch.Tensor) -> torch.Tensor:

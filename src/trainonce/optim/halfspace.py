@@ -45,21 +45,24 @@ class HalfSpaceOptimizer(ZigOptimizer):
             score = saliency_scores(stats, self.saliency_weights, self.prunable & ~self.zero)
             self.gp = self._select(self.target.fraction_at(1.0), score, self.zero)
         dev = self._device()
+        v = self.view
         x = {i: self._params[i] for i in dirs}
-        sq = self.view.dots(x, x, dev)
-        dot = self.view.dots(x, dirs, dev)
-        dsq = self.view.dots(dirs, dirs, dev)
+        xx = v.cores(x, x)
+        sq = v.reduce(xx, dev)
+        dot = v.reduce(v.cores(x, dirs), dev)
+        dsq = v.reduce(v.cores(dirs, dirs), dev)
         pen = self._penalised().to(dev)
         lam = self._lambdas(sq, dot, dsq, pen)
         coef = torch.where(pen, lam / sq.sqrt().clamp(min=1e-30), torch.zeros_like(lam))
         coef_ext = ext(coef, 0.0)
-        for i in dirs:
-            d = dirs[i].clone()
-            self.view.add_scaled(i, d, self._params[i], coef_ext)
-            dirs[i] = d
         lr = self.param_groups[0]["lr"]
+        # the penalty d + c*x is applied as x * (1 - lr*c) - lr*d (see ZigOptimizer._apply);
+        # <x_g, d_g + c x_g> = <x_g, d_g> + sum_g c x^2, from the small per-position cores
+        csum = {i: v.multiplier_sum(i, self._params[i], coef_ext) for i in dirs}
+        dot_pen = dot + v.reduce({i: xx[i] * csum[i] for i in dirs}, dev)
+        for i in dirs:
+            self._pre_scale[i] = 1 - lr * csum[i]
         # half-space test on the trial point: <x_hat_g, x_g> < epsilon * ||x_g||^2
-        dot_pen = self.view.dots(x, dirs, dev)
         cand = (self.gp & ~self.zero).to(dev)
         hit = cand & (sq - lr * dot_pen < self.epsilon * sq)
         if t == s.end - 1:

@@ -58,7 +58,7 @@ class HESSO(ZigOptimizer):
         self.saliency_weights = dict(saliency_weights or HESSO_DEFAULT_WEIGHTS)
         check_weights(self.saliency_weights)
         self.chosen = torch.zeros(space.num_zigs, dtype=torch.bool)  # this period's ZIGs
-        self._chosen_params: list[int] | None = None
+        self._chosen_params: list | None = None
 
     def _needs_directions(self, t: int) -> bool:
         s = self.schedule
@@ -90,15 +90,17 @@ class HESSO(ZigOptimizer):
             self._chosen_params = None
             return
         factor = (D - k - 1) / (D - k)
-        chosen_ext = ext(self.chosen, False)
-        if self._chosen_params is None:
+        if self._chosen_params is None:  # positions of the chosen slices, once per period
+            chosen_ext = ext(self.chosen, False)
             self._chosen_params = [
-                i for i in self.view.with_zigs if self.view.touches(i, chosen_ext)
+                (i, self.view.positions(i, chosen_ext, self._params[i].device))
+                for i in self.view.with_zigs
+                if self.view.touches(i, chosen_ext)
             ]
-        scale_ext = ext(torch.where(self.chosen, factor, 1.0).double(), 1.0)
-        for i in self._chosen_params:
+        for i, slices in self._chosen_params:
             p = self._params[i]
-            p.mul_(self.view.multiplier(i, p, scale_ext))
+            for dim, pos in slices:  # cost proportional to the chosen slices only
+                p.index_copy_(dim, pos, p.index_select(dim, pos).mul_(factor))
 
     def redundant_mask(self) -> torch.Tensor:
         return self.zero | self.chosen

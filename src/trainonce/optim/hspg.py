@@ -68,7 +68,7 @@ class HSPG(HalfSpaceOptimizer):
             return
         dev = self._device()
         x = {i: self._params[i] for i in self.view.with_zigs}
-        sq = self.view.dots(x, x, dev)
+        sq = self.view.reduce(self.view.cores(x, x), dev)
         lr = self.param_groups[0]["lr"]
         scale = (1 - lr * self.lmbda / sq.sqrt().clamp(min=1e-30)).clamp(min=0.5)
         scale = torch.where(self.prunable.to(dev), scale, torch.ones_like(scale))

@@ -86,7 +86,7 @@ def select(
     score: torch.Tensor,
     already: torch.Tensor,
     gid: torch.Tensor | None = None,
-    refine: int = 512,
+    refine: int = 128,
     tol: float = 0.002,
 ) -> torch.Tensor:
     """Bool ``[num_zigs]`` (CPU): ``already`` plus the lowest-scoring prunable ZIGs needed to

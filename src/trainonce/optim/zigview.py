@@ -68,7 +68,7 @@ class ZigView:
         for i, t in products.items():
             for k, (dim, _) in enumerate(self.entries[i]):
                 other = [d for d in range(t.dim()) if d != dim]
-                per_pos = t.sum(dim=other, dtype=torch.float64) if other else t.double()
+                per_pos = (t.sum(dim=other) if other else t).double()
                 out.index_add_(0, self.vec(i, k, t.device), per_pos.to(device))
         return out[:-1]
 
@@ -76,7 +76,41 @@ class ZigView:
         self, a: dict[int, torch.Tensor], b: dict[int, torch.Tensor], device: torch.device
     ) -> torch.Tensor:
         """Per-ZIG inner products ``<a_g, b_g>`` (keys of ``a`` that are also in ``b``)."""
-        return self.reduce({i: a[i] * b[i] for i in a if i in b}, device)
+        return self.reduce(self.cores(a, b), device)
+
+    def cores(
+        self, a: dict[int, torch.Tensor], b: dict[int, torch.Tensor]
+    ) -> dict[int, torch.Tensor]:
+        """``a*b`` summed over every dim that is in no ZIG (keepdim): small tensors such as
+        ``[out, in, 1, 1]`` for a conv weight, from which all per-ZIG sums follow cheaply."""
+        out = {}
+        for i in a:
+            if i not in b:
+                continue
+            t = a[i] * b[i]
+            zdims = {dim for dim, _ in self.entries[i]}
+            other = [d for d in range(t.dim()) if d not in zdims]
+            out[i] = t.sum(dim=other, keepdim=True) if other else t
+        return out
+
+    def multiplier_sum(self, i: int, p: torch.Tensor, values_ext: torch.Tensor) -> torch.Tensor:
+        """Sum over dims of ``values_ext[vec]`` broadcast along each dim (cf. `multiplier`)."""
+        m = None
+        for k, (dim, _) in enumerate(self.entries[i]):
+            v = values_ext.to(p.device)[self.vec(i, k, p.device)].to(p.dtype)
+            v = v.view(self._bshape(p.dim(), dim, p.shape[dim]))
+            m = v if m is None else m + v
+        assert m is not None
+        return m
+
+    def positions(self, i: int, mask_ext: torch.Tensor, device: torch.device):
+        """``[(dim, positions)]`` of ``params[i]`` that lie in ZIGs flagged in ``mask_ext``."""
+        out = []
+        for k, (dim, _) in enumerate(self.entries[i]):
+            pos = torch.nonzero(mask_ext.to(device)[self.vec(i, k, device)]).flatten()
+            if pos.numel():
+                out.append((dim, pos))
+        return out
 
     # ----- broadcast per-ZIG values back onto a parameter ----------------------------------
     def multiplier(self, i: int, p: torch.Tensor, values_ext: torch.Tensor) -> torch.Tensor:
