@@ -39,9 +39,12 @@ def resnet50_specs(model) -> list[ChannelSpec]:
     specs = []
     stages = [model.layer1, model.layer2, model.layer3, model.layer4]
     names = ["layer1", "layer2", "layer3", "layer4"]
-    specs.append(ChannelSpec("stem", [("conv1", "bn1")],
-                             [("layer1.0.conv1", 1), ("layer1.0.downsample.0", 1)]))
-    for si, (stage, sn) in enumerate(zip(stages, names)):
+    specs.append(
+        ChannelSpec(
+            "stem", [("conv1", "bn1")], [("layer1.0.conv1", 1), ("layer1.0.downsample.0", 1)]
+        )
+    )
+    for si, (stage, sn) in enumerate(zip(stages, names, strict=True)):
         n = len(stage)
         for b in range(n):
             p = f"{sn}.{b}"
@@ -94,8 +97,13 @@ def compare(name, make_ours, make_ref, rounds, space_model, grads):
         t_ours.append(a)
         t_ref.append(b)
     phase = ours.metrics()["phase"]
-    return dict(name=name, phase=phase, ratio=statistics.median(ratios),
-                ours_ms=1e3 * statistics.median(t_ours), ref_ms=1e3 * statistics.median(t_ref))
+    return dict(
+        name=name,
+        phase=phase,
+        ratio=statistics.median(ratios),
+        ours_ms=1e3 * statistics.median(t_ours),
+        ref_ms=1e3 * statistics.median(t_ref),
+    )
 
 
 def main() -> None:
@@ -112,16 +120,20 @@ def main() -> None:
     sgd = dict(lr=0.01, momentum=0.9, weight_decay=1e-4)
     adamw = dict(lr=1e-3, weight_decay=1e-2)
     # schedules that put step 3.. inside a long pruning period, or after pruning
-    in_period = dict(total_steps=10_000, start_pruning_step=1, pruning_steps=2000, pruning_periods=2)
+    in_period = dict(
+        total_steps=10_000, start_pruning_step=1, pruning_steps=2000, pruning_periods=2
+    )
     after = dict(total_steps=10_000, start_pruning_step=1, pruning_steps=2, pruning_periods=2)
     warm = dict(total_steps=10_000, start_pruning_step=5000, pruning_steps=2000)
     rows = []
     cases = [
-        ("HESSO sgd", HESSO, sgd, "sgd", warm), ("HESSO sgd", HESSO, sgd, "sgd", in_period),
+        ("HESSO sgd", HESSO, sgd, "sgd", warm),
+        ("HESSO sgd", HESSO, sgd, "sgd", in_period),
         ("HESSO sgd", HESSO, sgd, "sgd", after),
         ("HESSO adamw", HESSO, adamw, "adamw", in_period),
         ("HESSO adamw", HESSO, adamw, "adamw", after),
-        ("DHSPG sgd", DHSPG, sgd, "sgd", in_period), ("HSPG sgd", HSPG, sgd, "sgd", warm),
+        ("DHSPG sgd", DHSPG, sgd, "sgd", in_period),
+        ("HSPG sgd", HSPG, sgd, "sgd", warm),
     ]
     for name, cls, hp, variant, sched in cases:
         mdl = copy.deepcopy(model)
@@ -156,10 +168,15 @@ def main() -> None:
         "|---|---|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['phase']} | {r['ours_ms']:.1f} | {r['ref_ms']:.1f} "
-                     f"| {r['ratio']:.2f}x |")
-    lines += ["", f"One-off period-start step (saliency + FLOPs budget search, HESSO sgd): "
-              f"{1e3 * sel:.0f} ms."]
+        lines.append(
+            f"| {r['name']} | {r['phase']} | {r['ours_ms']:.1f} | {r['ref_ms']:.1f} "
+            f"| {r['ratio']:.2f}x |"
+        )
+    lines += [
+        "",
+        f"One-off period-start step (saliency + FLOPs budget search, HESSO sgd): "
+        f"{1e3 * sel:.0f} ms.",
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)

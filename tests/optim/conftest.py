@@ -32,9 +32,7 @@ def make_run(cls, seed: int = 0, widths=(8, 8, 16), **kw):
     space = smallcnn_space(model)
     if cls is HESSOCRIC:
         xb, yb = toy_batch(-1, 64)
-        kw.setdefault(
-            "loss_fn", lambda: torch.nn.functional.cross_entropy(model(xb), yb)
-        )
+        kw.setdefault("loss_fn", lambda: torch.nn.functional.cross_entropy(model(xb), yb))
     opt = cls(space, **kw)
     return model, space, opt
 

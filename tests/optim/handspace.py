@@ -53,8 +53,10 @@ def flops_terms(model: nn.Module, space: SearchSpace, example: torch.Tensor) -> 
     hooks = []
     for name, m in model.named_modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
+
             def hook(mod, inp, out, name=name):
                 out_numel[name] = out[0].numel() // out.shape[1]  # spatial size (batch 1)
+
             hooks.append(m.register_forward_hook(hook))
     with torch.no_grad():
         model.eval()
@@ -122,8 +124,14 @@ def slim_smallcnn(model: SmallCNN, space: SearchSpace, zero: torch.Tensor) -> Sm
     slim = SmallCNN((len(ka), len(kb), len(kc)), model.fc.out_features, model.stem.in_channels)
     src = dict(model.named_modules())
     plan = {  # module -> (out index, in index)
-        "stem": (ka, None), "bn0": (ka, None), "conv1": (kb, ka), "bn1": (kb, None),
-        "conv2": (ka, kb), "bn2": (ka, None), "conv3": (kc, ka), "bn3": (kc, None),
+        "stem": (ka, None),
+        "bn0": (ka, None),
+        "conv1": (kb, ka),
+        "bn1": (kb, None),
+        "conv2": (ka, kb),
+        "bn2": (ka, None),
+        "conv3": (kc, ka),
+        "bn3": (kc, None),
         "fc": (None, kc),
     }
     with torch.no_grad():

@@ -26,8 +26,14 @@ def _worker(rank: int, world: int, port: int, out: str, cls_name: str) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         cls = {"HESSO": HESSO, "DHSPG": DHSPG, "HESSOCRIC": HESSOCRIC}[cls_name]
-        kw = dict(lr=0.05, target_flops=0.5, total_steps=12, start_pruning_step=2,
-                  pruning_steps=6, pruning_periods=3)
+        kw = dict(
+            lr=0.05,
+            target_flops=0.5,
+            total_steps=12,
+            start_pruning_step=2,
+            pruning_steps=6,
+            pruning_periods=3,
+        )
         if cls is HESSOCRIC:  # a rank-dependent loss_fn: selection must still agree
             xb, yb = toy_batch(-5 - rank, 16)
             kw["loss_fn"] = lambda: torch.nn.functional.cross_entropy(model(xb), yb)

@@ -19,9 +19,7 @@ def _data():
     d = load_digits()
     x = (torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0 - 0.3) / 0.4
     y = torch.tensor(d.target)
-    tr, te = train_test_split(
-        range(len(y)), test_size=0.25, random_state=0, stratify=d.target
-    )
+    tr, te = train_test_split(range(len(y)), test_size=0.25, random_state=0, stratify=d.target)
     return x[tr], y[tr], x[te], y[te]
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -14,57 +13,11 @@ from torch.optim import Optimizer
 
 from ..space import SearchSpace
 from .saliency import ZigStats
+from .schedule import Schedule
 from .targets import Target, group_index, select
 from .zigview import ZigView, ext
 
 VARIANTS = ("sgd", "adam", "adamw")
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """Warm-up ``[0, start)``; pruning ``[start, end)`` in ``periods`` periods of ``length``
-    steps; then training continues with the zero ZIGs fixed."""
-
-    start: int
-    periods: int
-    length: int
-    total: int | None = None
-
-    @property
-    def end(self) -> int:
-        return self.start + self.periods * self.length
-
-    @classmethod
-    def from_args(cls, total_steps, start_pruning_step, pruning_steps, pruning_periods) -> Schedule:
-        if total_steps is not None:
-            if total_steps < 3:
-                raise ValueError(f"total_steps must be >= 3, got {total_steps}")
-            if start_pruning_step is None:
-                start_pruning_step = max(1, round(0.15 * total_steps))
-            if pruning_steps is None:
-                pruning_steps = max(1, round(0.45 * total_steps))
-        elif start_pruning_step is None or pruning_steps is None:
-            raise ValueError(
-                "give total_steps (the schedule is derived from it) or both "
-                "start_pruning_step and pruning_steps"
-            )
-        if pruning_periods is None:
-            pruning_periods = min(10, pruning_steps)
-        if start_pruning_step < 0 or pruning_steps < 1 or pruning_periods < 1:
-            raise ValueError("need start_pruning_step >= 0, pruning_steps >= 1, pruning_periods >= 1")
-        if pruning_periods > pruning_steps:
-            raise ValueError(f"pruning_periods ({pruning_periods}) > pruning_steps ({pruning_steps})")
-        s = cls(start_pruning_step, pruning_periods, pruning_steps // pruning_periods, total_steps)
-        if total_steps is not None and s.end > total_steps:
-            raise ValueError(f"pruning ends at step {s.end}, after total_steps={total_steps}")
-        return s
-
-    def phase(self, t: int) -> str:
-        return "warmup" if t < self.start else ("pruning" if t < self.end else "training")
-
-    def position(self, t: int) -> tuple[int, int]:
-        """(period index, step within period) of pruning step ``t``."""
-        return divmod(t - self.start, self.length)
 
 
 class ZigOptimizer(Optimizer):
@@ -101,8 +54,12 @@ class ZigOptimizer(Optimizer):
             raise ValueError("nesterov needs variant='sgd' and momentum > 0")
         params = [p for p in space.model.parameters() if p.requires_grad]
         defaults = dict(
-            lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-            betas=tuple(betas), eps=eps,
+            lr=lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+            betas=tuple(betas),
+            eps=eps,
         )
         super().__init__(params, defaults)
         self.space = space
@@ -158,9 +115,7 @@ class ZigOptimizer(Optimizer):
         self._step += 1
         return loss
 
-    def _direction(
-        self, i: int, p: torch.Tensor, group: dict, apply: bool
-    ) -> torch.Tensor | None:
+    def _direction(self, i: int, p: torch.Tensor, group: dict, apply: bool) -> torch.Tensor | None:
         """Variant update direction ``d`` (moments updated in place); zero ZIG slices masked out
         so params and state stay exactly zero there. With ``apply`` the step ``x -= lr*d`` is
         taken at once (fused where possible) and None returned."""
@@ -232,7 +187,8 @@ class ZigOptimizer(Optimizer):
             keep_ext = ext((~self.zero).double(), 1.0)
             self._hold = {
                 j: self.view.multiplier(j, self._params[j], keep_ext)
-                if self.view.touches(j, zero_ext) else None
+                if self.view.touches(j, zero_ext)
+                else None
                 for j in self.view.with_zigs
             }
         return self._hold.get(i)
@@ -270,7 +226,11 @@ class ZigOptimizer(Optimizer):
 
     # ----- helpers for subclasses ------------------------------------------------------------
     def _device(self) -> torch.device:
-        return self._params[self.view.with_zigs[0]].device if self.view.with_zigs else torch.device("cpu")
+        return (
+            self._params[self.view.with_zigs[0]].device
+            if self.view.with_zigs
+            else torch.device("cpu")
+        )
 
     def _stats(self, dirs: dict[int, torch.Tensor]) -> ZigStats:
         """Per-ZIG stats of the weights and the search direction ``-d``."""

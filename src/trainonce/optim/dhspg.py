@@ -51,9 +51,22 @@ class DHSPG(HalfSpaceOptimizer):
         sync_masks: bool = True,
     ) -> None:
         super().__init__(
-            space, lr, variant, momentum, nesterov, weight_decay, betas, eps,
-            target_group_sparsity, target_flops, target_params,
-            total_steps, start_pruning_step, pruning_steps, pruning_periods, sync_masks,
+            space,
+            lr,
+            variant,
+            momentum,
+            nesterov,
+            weight_decay,
+            betas,
+            eps,
+            target_group_sparsity,
+            target_flops,
+            target_params,
+            total_steps,
+            start_pruning_step,
+            pruning_steps,
+            pruning_periods,
+            sync_masks,
         )
         sgd = variant == "sgd"
         self.lmbda = lmbda if lmbda is not None else (1e-3 if sgd else 1e-2)

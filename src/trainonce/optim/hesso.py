@@ -51,9 +51,22 @@ class HESSO(ZigOptimizer):
         sync_masks: bool = True,
     ) -> None:
         super().__init__(
-            space, lr, variant, momentum, nesterov, weight_decay, betas, eps,
-            target_group_sparsity, target_flops, target_params,
-            total_steps, start_pruning_step, pruning_steps, pruning_periods, sync_masks,
+            space,
+            lr,
+            variant,
+            momentum,
+            nesterov,
+            weight_decay,
+            betas,
+            eps,
+            target_group_sparsity,
+            target_flops,
+            target_params,
+            total_steps,
+            start_pruning_step,
+            pruning_steps,
+            pruning_periods,
+            sync_masks,
         )
         self.saliency_weights = dict(saliency_weights or HESSO_DEFAULT_WEIGHTS)
         check_weights(self.saliency_weights)
@@ -90,17 +103,16 @@ class HESSO(ZigOptimizer):
             self._chosen_params = None
             return
         factor = (D - k - 1) / (D - k)
-        if self._chosen_params is None:  # positions of the chosen slices, once per period
+        if self._chosen_params is None:  # params touching the chosen ZIGs, once per period
             chosen_ext = ext(self.chosen, False)
             self._chosen_params = [
-                (i, self.view.positions(i, chosen_ext, self._params[i].device))
-                for i in self.view.with_zigs
-                if self.view.touches(i, chosen_ext)
+                i for i in self.view.with_zigs if self.view.touches(i, chosen_ext)
             ]
-        for i, slices in self._chosen_params:
+        # one broadcast multiply per touched param (cheaper on CPU than strided index ops)
+        scale_ext = ext(torch.where(self.chosen, factor, 1.0).double(), 1.0)
+        for i in self._chosen_params:
             p = self._params[i]
-            for dim, pos in slices:  # cost proportional to the chosen slices only
-                p.index_copy_(dim, pos, p.index_select(dim, pos).mul_(factor))
+            p.mul_(self.view.multiplier(i, p, scale_ext))
 
     def redundant_mask(self) -> torch.Tensor:
         return self.zero | self.chosen

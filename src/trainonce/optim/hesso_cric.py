@@ -64,11 +64,27 @@ class HESSOCRIC(HESSO):
         sync_masks: bool = True,
     ) -> None:
         if loss_fn is None or not callable(loss_fn):
-            raise ValueError("HESSOCRIC needs loss_fn: a callable returning the loss on a few batches")
+            raise ValueError(
+                "HESSOCRIC needs loss_fn: a callable returning the loss on a few batches"
+            )
         super().__init__(
-            space, lr, variant, momentum, nesterov, weight_decay, betas, eps,
-            target_group_sparsity, target_flops, target_params, total_steps,
-            start_pruning_step, pruning_steps, pruning_periods, saliency_weights, sync_masks,
+            space,
+            lr,
+            variant,
+            momentum,
+            nesterov,
+            weight_decay,
+            betas,
+            eps,
+            target_group_sparsity,
+            target_flops,
+            target_params,
+            total_steps,
+            start_pruning_step,
+            pruning_steps,
+            pruning_periods,
+            saliency_weights,
+            sync_masks,
         )
         if cric_cycles < 1 or cric_max_evals < 0 or cric_tolerance < 0:
             raise ValueError("need cric_cycles >= 1, cric_max_evals >= 0, cric_tolerance >= 0")
@@ -138,6 +154,7 @@ class HESSOCRIC(HESSO):
             term = term / norm
         final = sal + self.cric_weight * term
         final = torch.where(excluded, final + final.abs().max() + 1.0, final)
-        self.cric_log.append({"step": t, "evals": evals, "violating": n_viol,
-                              "excluded": int(excluded.sum())})
+        self.cric_log.append(
+            {"step": t, "evals": evals, "violating": n_viol, "excluded": int(excluded.sum())}
+        )
         return self._select(fraction, final, self.zero)

@@ -44,9 +44,22 @@ class HSPG(HalfSpaceOptimizer):
         sync_masks: bool = True,
     ) -> None:
         super().__init__(
-            space, lr, variant, momentum, nesterov, weight_decay, betas, eps,
-            target_group_sparsity, target_flops, target_params,
-            total_steps, start_pruning_step, pruning_steps, pruning_periods, sync_masks,
+            space,
+            lr,
+            variant,
+            momentum,
+            nesterov,
+            weight_decay,
+            betas,
+            eps,
+            target_group_sparsity,
+            target_flops,
+            target_params,
+            total_steps,
+            start_pruning_step,
+            pruning_steps,
+            pruning_periods,
+            sync_masks,
         )
         if not 0.0 <= epsilon < 1.0:
             raise ValueError(f"epsilon must be in [0, 1), got {epsilon}")

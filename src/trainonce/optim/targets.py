@@ -105,7 +105,9 @@ def select(
         idx = torch.nonzero(cand).flatten()
         order = idx[torch.sort(score[idx], stable=True).indices]
         if need > order.numel():
-            warnings.warn(f"only {order.numel()} ZIGs can be removed, {need} requested", stacklevel=3)
+            warnings.warn(
+                f"only {order.numel()} ZIGs can be removed, {need} requested", stacklevel=3
+            )
         chosen[order[:need]] = True
         return chosen
 
@@ -129,7 +131,9 @@ def select(
 
     lo, hi = 0, order.numel()  # smallest n with cost_of(n) <= budget
     if cost_of(hi) > budget:
-        warnings.warn(f"{target.kind} target {fraction:.3f} unreachable; removing all", stacklevel=3)
+        warnings.warn(
+            f"{target.kind} target {fraction:.3f} unreachable; removing all", stacklevel=3
+        )
         lo = hi
     while lo < hi:
         mid = (lo + hi) // 2

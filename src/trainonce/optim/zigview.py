@@ -124,12 +124,6 @@ class ZigView:
         assert m is not None
         return m
 
-    def add_scaled(self, i: int, out: torch.Tensor, x: torch.Tensor, coef_ext: torch.Tensor) -> None:
-        """``out += x * coef[zig]`` summed over every dim along which ``x`` lies in ZIGs."""
-        for k, (dim, _) in enumerate(self.entries[i]):
-            v = coef_ext.to(x.device)[self.vec(i, k, x.device)].to(x.dtype)
-            out.addcmul_(x, v.view(self._bshape(x.dim(), dim, x.shape[dim])))
-
     def touches(self, i: int, mask_ext_cpu: torch.Tensor) -> bool:
         """Whether ``params[i]`` has a position in a ZIG flagged in ``mask_ext_cpu`` (CPU)."""
         return any(bool(mask_ext_cpu[v].any()) for _, v in self.entries[i])
