@@ -37,12 +37,20 @@ def make_run(cls, seed: int = 0, widths=(8, 8, 16), **kw):
     return model, space, opt
 
 
-def train_steps(model, opt, start: int, stop: int, clip: float | None = None) -> None:
+def train_steps(
+    model, opt, start: int, stop: int, clip: float | None = None, leak: float = 0.0
+) -> None:
+    """``leak`` adds ``leak * sum(all weights)``: a loss term whose gradient is non-zero on
+    every weight (as an L1 term or a distillation on weights would be), so zero groups are not
+    a fixed point of the gradient and only the optimizer's masking keeps them at zero."""
     model.train()
     for t in range(start, stop):
         x, y = toy_batch(t)
         opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        if leak:
+            loss = loss + leak * sum(p.sum() for p in model.parameters())
+        loss.backward()
         if clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()

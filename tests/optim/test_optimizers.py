@@ -48,7 +48,7 @@ def test_zeros_on_schedule_and_held(cls, variant, lr):
     target_count = round(0.4 * space.num_prunable_zigs)
     seen = []
     for t in range(total):
-        train_steps(model, opt, t, t + 1, clip=5.0)
+        train_steps(model, opt, t, t + 1, clip=5.0, leak=1e-3)
         n_zero = int(space.zero_mask().sum())
         seen.append(n_zero)
         assert torch.equal(space.zero_mask(), opt.zero), f"step {t}: optimizer/model disagree"
@@ -82,11 +82,11 @@ def test_resume_is_bitwise(cls, variant, lr):
         pruning_periods=3,
     )
     model, space, opt = make_run(cls, **kw)
-    train_steps(model, opt, 0, 24)
+    train_steps(model, opt, 0, 24, leak=1e-3)
     ref = {k: v.clone() for k, v in model.state_dict().items()}
 
     model1, _, opt1 = make_run(cls, **kw)
-    train_steps(model1, opt1, 0, 9)  # mid-period 2 of 3
+    train_steps(model1, opt1, 0, 9, leak=1e-3)  # mid-period 2 of 3
     buf = io.BytesIO()
     torch.save({"model": model1.state_dict(), "opt": opt1.state_dict()}, buf)
     buf.seek(0)
@@ -95,7 +95,7 @@ def test_resume_is_bitwise(cls, variant, lr):
     model2.load_state_dict(ckpt["model"])
     opt2.load_state_dict(ckpt["opt"])
     assert opt2._step == 9
-    train_steps(model2, opt2, 9, 24)
+    train_steps(model2, opt2, 9, 24, leak=1e-3)
     for k, v in model2.state_dict().items():
         assert torch.equal(v, ref[k]), f"{cls.__name__}: {k} differs after resume"
     assert torch.equal(opt2.zero, opt.zero)
