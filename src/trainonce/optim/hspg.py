@@ -1,0 +1,90 @@
+"""HSPG (OTOv1): proximal group soft-thresholding during warm-up, then the half-space phase with
+the group-lasso penalty on every prunable ZIG and the projection capped at the target.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..space import SearchSpace
+from .halfspace import HalfSpaceOptimizer
+from .zigview import ext
+
+
+class HSPG(HalfSpaceOptimizer):
+    """Half-Space Projected Gradient for ``f(x) + lmbda * sum_g ||x_g||``.
+
+    Steps ``[0, start_pruning_step)`` are proximal steps: the variant step, then
+    ``x_g *= max(1 - lr*lmbda/||x_g||, 0.5)`` (no group is zeroed before pruning starts: the
+    target set is not chosen yet). Pruning phase: ``x_hat = x - lr*(u + lmbda*x_g/||x_g||)`` on
+    every non-zero prunable group, then the half-space projection ``<x_hat_g, x_g> < epsilon
+    ||x_g||^2`` zeroes groups of G_p, the target-sized set of smallest norms re-chosen at every
+    period start; the remaining G_p groups are zeroed at the last pruning step.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        lr: float = 0.1,
+        variant: str = "sgd",
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        target_group_sparsity: float | None = None,
+        target_flops: float | None = None,
+        target_params: float | None = None,
+        total_steps: int | None = None,
+        start_pruning_step: int | None = None,
+        pruning_steps: int | None = None,
+        pruning_periods: int | None = None,
+        lmbda: float = 1e-3,
+        epsilon: float = 0.0,
+        sync_masks: bool = True,
+    ) -> None:
+        super().__init__(
+            space,
+            lr,
+            variant,
+            momentum,
+            nesterov,
+            weight_decay,
+            betas,
+            eps,
+            target_group_sparsity,
+            target_flops,
+            target_params,
+            total_steps,
+            start_pruning_step,
+            pruning_steps,
+            pruning_periods,
+            sync_masks,
+        )
+        if not 0.0 <= epsilon < 1.0:
+            raise ValueError(f"epsilon must be in [0, 1), got {epsilon}")
+        self.lmbda = lmbda
+        self.epsilon = epsilon
+        self.saliency_weights = {"magnitude": 1.0}
+        self._init_halfspace()
+
+    def _penalised(self) -> torch.Tensor:
+        return self.prunable & ~self.zero
+
+    def _lambdas(self, sq, dot, dsq, penalised) -> torch.Tensor:
+        return torch.full_like(sq, self.lmbda)
+
+    @torch.no_grad()
+    def _after_update(self, t: int) -> None:
+        super()._after_update(t)
+        if t >= self.schedule.start or self.lmbda == 0:
+            return
+        dev = self._device()
+        x = {i: self._params[i] for i in self.view.with_zigs}
+        sq = self.view.reduce(self.view.cores(x, x), dev)
+        lr = self.param_groups[0]["lr"]
+        scale = (1 - lr * self.lmbda / sq.sqrt().clamp(min=1e-30)).clamp(min=0.5)
+        scale = torch.where(self.prunable.to(dev), scale, torch.ones_like(scale))
+        scale_ext = ext(scale, 1.0)
+        for i, p in x.items():
+            p.mul_(self.view.multiplier(i, p, scale_ext))

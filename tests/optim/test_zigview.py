@@ -1,0 +1,73 @@
+"""The ZIG row view and the budget selection against the search space's own accounting."""
+
+from __future__ import annotations
+
+import torch
+from handspace import SmallCNN, smallcnn_space
+
+from trainonce.optim.saliency import CRITERIA, ZigStats, saliency_scores
+from trainonce.optim.targets import Target, select
+from trainonce.optim.zigview import ZigView, ext
+
+
+def _space():
+    torch.manual_seed(0)
+    model = SmallCNN((8, 8, 16))
+    return model, smallcnn_space(model)
+
+
+def test_norms_and_scaling_match_space():
+    model, space = _space()
+    params = list(model.parameters())
+    view = ZigView(space, params)
+    x = {i: params[i] for i in view.with_zigs}
+    sq = view.reduce(view.cores(x, x), torch.device("cpu"))
+    assert torch.allclose(sq, space.zig_sq_norms(), rtol=1e-5)
+    zero = torch.zeros(space.num_zigs, dtype=torch.bool)
+    zero[[0, 3, 17, 30]] = True
+    with torch.no_grad():
+        for i in view.with_zigs:
+            params[i].mul_(view.multiplier(i, params[i], ext((~zero).double(), 1.0)))
+    assert torch.equal(space.zero_mask(), zero)
+    # numel: a "res" channel owns stem row (9) + bn0 (2) + conv2 row (8*9) + bn2 (2)
+    # + conv1 column (8*9) + conv3 column (16*9)
+    assert view.numel[0] == 9 + 2 + 72 + 2 + 72 + 144
+
+
+def test_group_count_selection_exact_and_keeps_one_per_group():
+    _, space = _space()
+    score = torch.rand(space.num_zigs, dtype=torch.float64)
+    t = Target("group_sparsity", 0.9)
+    chosen = select(space, t, 0.9, score, torch.zeros(space.num_zigs, dtype=torch.bool))
+    assert int(chosen.sum()) == round(0.9 * space.num_zigs)
+    for g in space.groups:
+        assert not bool(chosen[g.offset : g.offset + g.size].all()), g.name
+    # lowest scores first inside what may be removed
+    kept_scores = score[~chosen]
+    assert score[chosen].max() <= kept_scores.max()
+
+
+def test_flops_selection_meets_budget_from_below():
+    _, space = _space()
+    for frac in (0.7, 0.5, 0.3):
+        score = torch.rand(space.num_zigs, dtype=torch.float64)
+        chosen = select(space, Target("flops", frac), frac, score, torch.zeros_like(score).bool())
+        kept = space.flops(~chosen) / space.flops()
+        assert frac - 0.01 <= kept <= frac, (frac, kept)
+
+
+def test_saliency_prefers_large_and_aligned_groups():
+    n = 4
+    stats = ZigStats(
+        sq_norm=torch.tensor([1.0, 4.0, 4.0, 9.0], dtype=torch.float64),
+        dir_sq_norm=torch.ones(n, dtype=torch.float64),
+        dot=torch.tensor([-1.0, -2.0, 2.0, 3.0], dtype=torch.float64),
+        numel=torch.ones(n, dtype=torch.float64),
+    )
+    cand = torch.ones(n, dtype=torch.bool)
+    s = saliency_scores(stats, {name: 0.2 for name in CRITERIA}, cand)
+    assert s.argmin() == 0 and s.argmax() == 3
+    only_cos = saliency_scores(stats, {"cosine": 1.0}, cand)
+    assert only_cos[1] < only_cos[2]  # moving away from zero = more important
+    custom = saliency_scores(stats, {lambda st: -st.norm: 1.0}, cand)
+    assert custom.argmax() == 0
