@@ -5,6 +5,7 @@ optimizer that zeroes whole groups while training -> exact slim sub-network (`co
 """
 
 from .io import load, save
+from .optim import DHSPG, HESSO, HSPG, HESSOCRIC
 from .space import Group, Member, SearchSpace
 from .space.build import NothingPrunableError, analyze
 from .subnet import SubnetMismatchError, construct_subnet
@@ -13,6 +14,10 @@ from .trace import TraceError
 __version__ = "0.1.0"
 
 __all__ = [
+    "DHSPG",
+    "HESSO",
+    "HESSOCRIC",
+    "HSPG",
     "Group",
     "Member",
     "NothingPrunableError",
