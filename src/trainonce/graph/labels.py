@@ -85,7 +85,7 @@ class Recorder:
 
     def block(self, atoms: torch.Tensor, reason: str) -> None:
         atoms = atoms.reshape(-1)
-        atoms = torch.unique(atoms[atoms > 0])
+        atoms = atoms[atoms > 0]
         if atoms.numel():
             self._blocked.append((atoms, self._reason(reason)))
 
@@ -93,14 +93,18 @@ class Recorder:
         """Couple atoms position by position; a position paired with atom 0 gets pinned."""
         a, b = torch.broadcast_tensors(a, b)
         a, b = a.reshape(-1), b.reshape(-1)
-        both = (a > 0) & (b > 0)
-        if bool(both.any()):
-            pa, pb = a[both], b[both]
-            keep = pa != pb
-            self._a.append(pa[keep])
-            self._b.append(pb[keep])
-        self.block(a[(b == 0) & (a > 0)], reason)
-        self.block(b[(a == 0) & (b > 0)], reason)
+        differ = a != b
+        if not bool(differ.any()):
+            return
+        a, b = a[differ], b[differ]
+        a_zero, b_zero = a == 0, b == 0
+        if bool(a_zero.any()) or bool(b_zero.any()):
+            self.block(a[b_zero], reason)
+            self.block(b[a_zero], reason)
+            both = ~(a_zero | b_zero)
+            a, b = a[both], b[both]
+        self._a.append(a)
+        self._b.append(b)
 
     def coarsen(self, axis: Axis, dim: int, reason: str) -> Axis:
         """Make all positions along ``dim`` one removal unit; returns the axis without ``dim``."""

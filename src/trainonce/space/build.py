@@ -93,7 +93,16 @@ def _roots(prop: Propagation) -> torch.Tensor:
             return roots
 
 
+def _stable_order(*keys: torch.Tensor) -> torch.Tensor:
+    """Permutation sorting by ``keys[0]``, then ``keys[1]``... (lexicographic, stable)."""
+    order = torch.arange(keys[0].numel())
+    for k in reversed(keys):
+        order = order[torch.argsort(k[order], stable=True)]
+    return order
+
+
 def _assemble(traced: Traced, prop: Propagation, roots: torch.Tensor) -> SearchSpace:
+    """Group ZIGs by signature, all positions at once: one sort, then one slice per member."""
     rec = prop.rec
     reason_of_root = torch.full((rec.next_atom,), _NO_REASON, dtype=torch.long)
     b_atoms, b_rids = rec.blocked()
@@ -101,52 +110,63 @@ def _assemble(traced: Traced, prop: Propagation, roots: torch.Tensor) -> SearchS
         reason_of_root.scatter_reduce_(0, roots[b_atoms], b_rids, reduce="amin")
 
     pds = [(name, d, ids) for name, dims in prop.param_atoms.items() for d, ids in dims.items()]
-    rows_r, rows_p, rows_c = [], [], []
-    for j, (_, _, ids) in enumerate(pds):
-        u, c = torch.unique(roots[ids], return_counts=True)
-        rows_r.append(u)
-        rows_p.append(torch.full_like(u, j))
-        rows_c.append(c)
-    R, P, C = torch.cat(rows_r), torch.cat(rows_p), torch.cat(rows_c)
-    zig_roots, inv = torch.unique(R, return_inverse=True)
-    weights = torch.randint(1, 1 << 40, (len(pds),), generator=torch.Generator().manual_seed(0))
-    key = torch.zeros(zig_roots.numel(), dtype=torch.long).index_add_(0, inv, weights[P] * (C + 1))
-    blocked = reason_of_root[zig_roots] != _NO_REASON
-    key = key * 2 + blocked.long()
-    _, group_of_zig = torch.unique(key, return_inverse=True)
+    n_pd = len(pds)
+    lens = torch.tensor([ids.numel() for _, _, ids in pds], dtype=torch.long)
+    pd_of_pos = torch.repeat_interleave(torch.arange(n_pd), lens)
+    pos_in_pd = torch.arange(int(lens.sum())) - (torch.cumsum(lens, 0) - lens)[pd_of_pos]
+    zig_roots, zig_of_pos = torch.unique(roots[torch.cat([ids for _, _, ids in pds])],
+                                         return_inverse=True)
+    nz = zig_roots.numel()
 
-    # order groups: prunable first, then by where their first parameter appears
-    first_pd = torch.full((int(group_of_zig.max()) + 1,), len(pds), dtype=torch.long)
-    first_pd.scatter_reduce_(0, group_of_zig[inv], P, reduce="amin")
-    g_blocked = torch.zeros_like(first_pd, dtype=torch.bool).scatter_(0, group_of_zig, blocked)
-    order = sorted(range(first_pd.numel()), key=lambda g: (bool(g_blocked[g]), int(first_pd[g])))
+    # signature of a ZIG: how many positions it owns in each parameter dim (hashed), and
+    # whether it is pinned; equal signatures -> one group
+    rows, count = torch.unique(zig_of_pos * n_pd + pd_of_pos, return_counts=True)
+    row_zig, row_pd = rows // n_pd, rows % n_pd
+    weights = torch.randint(1, 1 << 40, (n_pd,), generator=torch.Generator().manual_seed(0))
+    sig = torch.zeros(nz, dtype=torch.long).index_add_(0, row_zig, weights[row_pd] * (count + 1))
+    reason = reason_of_root[zig_roots]
+    blocked = reason != _NO_REASON
+    _, group_of_zig = torch.unique(sig * 2 + blocked.long(), return_inverse=True)
+    n_groups = int(group_of_zig.max()) + 1
+
+    # groups in order: prunable first, then by where their first parameter appears
+    first_pd = torch.full((n_groups,), n_pd, dtype=torch.long).scatter_reduce_(
+        0, group_of_zig[row_zig], row_pd, reduce="amin")
+    g_blocked = torch.zeros(n_groups, dtype=torch.bool).scatter_(0, group_of_zig, blocked)
+    rank = torch.empty(n_groups, dtype=torch.long)
+    rank[_stable_order(g_blocked.long(), first_pd)] = torch.arange(n_groups)
+    gz = rank[group_of_zig]
+    sizes = torch.bincount(gz, minlength=n_groups)
+    starts = torch.cumsum(sizes, 0) - sizes
+    zig_id = torch.empty(nz, dtype=torch.long)
+    zig_id[_stable_order(gz, zig_roots)] = torch.arange(nz)  # global id, by group then root
+    local = zig_id - starts[gz]
+    g_reason = torch.full((n_groups,), _NO_REASON, dtype=torch.long).scatter_reduce_(
+        0, gz, reason, reduce="amin")
+
+    # every position, sorted by (group, parameter dim, ZIG, position): members are slices
+    pg, pl = gz[zig_of_pos], local[zig_of_pos]
+    order = _stable_order(pg, pd_of_pos, pl, pos_in_pd)
+    pg, pp, pos = pg[order], pd_of_pos[order], pos_in_pd[order]
+    seg = torch.nonzero((pg[1:] != pg[:-1]) | (pp[1:] != pp[:-1])).flatten() + 1
+    bounds = [0] + seg.tolist() + [pg.numel()]
+    members: list[list[Member]] = [[] for _ in range(n_groups)]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        g, j = int(pg[a]), int(pp[a])
+        name, d, _ = pds[j]
+        members[g].append(Member(name, d, pos[a:b].reshape(int(sizes[g]), -1)))
+    groups = []
+    for g in range(n_groups):
+        m0 = members[g][0]
+        more = f" +{len(members[g]) - 1}" if len(members[g]) > 1 else ""
+        prunable = int(g_reason[g]) == _NO_REASON
+        groups.append(Group(f"{m0.param}[{m0.dim}]{more}", int(sizes[g]), members[g],
+                            prunable=prunable,
+                            reason=None if prunable else rec.reasons[int(g_reason[g])]))
 
     zig_of_root = torch.full((rec.next_atom,), -1, dtype=torch.long)
-    row_group = group_of_zig[inv]
-    groups, offset = [], 0
-    for g in order:
-        zr = zig_roots[group_of_zig == g]  # sorted
-        prunable = not bool(g_blocked[g])
-        members = []
-        for j in torch.unique(P[row_group == g]).tolist():
-            name, d, ids = pds[j]
-            r = roots[ids]
-            pos = torch.nonzero(torch.isin(r, zr)).flatten()
-            local = torch.searchsorted(zr, r[pos])
-            pos = pos[torch.argsort(local * (ids.numel() + 1) + pos)]
-            members.append(Member(name, d, pos.reshape(zr.numel(), -1)))
-        reason = None
-        if not prunable:
-            rid = int(reason_of_root[zr].min())
-            reason = rec.reasons[rid]
-        else:
-            zig_of_root[zr] = torch.arange(offset, offset + zr.numel())
-        m0 = members[0]
-        more = f" +{len(members) - 1}" if len(members) > 1 else ""
-        groups.append(Group(f"{m0.param}[{m0.dim}]{more}", zr.numel(), members,
-                            prunable=prunable, reason=reason))
-        offset += zr.numel()
-
+    ok = ~blocked
+    zig_of_root[zig_roots[ok]] = zig_id[ok]
     zig_of_atom = zig_of_root[roots]
     costs = CostModel([
         CostTerm.from_vectors(kind, unit, [zig_of_atom[v] for v in vecs], where)

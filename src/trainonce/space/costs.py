@@ -1,7 +1,8 @@
 """FLOPs (MACs) and parameter accounting as a function of which ZIGs are kept.
 
 Each op or parameter contributes ``unit * prod_j kept(dim_j)``: a constant times the number of
-kept positions along each of its prunable dims, so costs of any slim model are exact and cheap.
+kept positions along each of its prunable dims. All terms live in one flat table, so the cost of
+any slim model (and the cost each ZIG removes) is a handful of vectorised ops.
 """
 
 from __future__ import annotations
@@ -18,40 +19,92 @@ if TYPE_CHECKING:
 
 @dataclass
 class CostTerm:
-    """``unit * prod_j kept_j``; dim j has ``unassigned[j]`` positions in no ZIG and
-    ``counts[j][i]`` positions in ZIG ``zigs[j][i]``."""
+    """``unit * prod_j kept(vectors[j])``; a vector holds the ZIG id of every position of one
+    dim (-1: in no prunable ZIG, always kept)."""
 
     kind: str  # "flops" or "params"
     unit: float
-    zigs: list[torch.Tensor]
-    counts: list[torch.Tensor]
-    unassigned: list[int]
+    vectors: list[torch.Tensor]
     label: str = ""
 
     @classmethod
     def from_vectors(cls, kind: str, unit: float, vectors: list[torch.Tensor], label: str = ""):
-        zigs, counts, unassigned = [], [], []
-        for vec in vectors:
-            assigned = vec[vec >= 0]
-            u, c = torch.unique(assigned, return_counts=True)
-            zigs.append(u)
-            counts.append(c.double())
-            unassigned.append(int(vec.numel() - assigned.numel()))
-        return cls(kind, float(unit), zigs, counts, unassigned, label)
+        return cls(kind, float(unit), [v.reshape(-1).long() for v in vectors], label)
 
-    def value(self, keep: torch.Tensor | None) -> float:
-        v = self.unit
-        for z, c, u in zip(self.zigs, self.counts, self.unassigned):
-            kept = c.sum() if keep is None else c[keep[z]].sum()
-            v *= float(kept) + u
-        return v
+
+class _Table:
+    """Terms of one kind, flattened: every position of every vector, tagged with its vector;
+    every vector tagged with its term."""
+
+    def __init__(self, terms: list[CostTerm]) -> None:
+        self.unit = torch.tensor([t.unit for t in terms], dtype=torch.float64)
+        vec_term, lengths, flat = [], [], []
+        for i, t in enumerate(terms):
+            for v in t.vectors:
+                vec_term.append(i)
+                lengths.append(v.numel())
+                flat.append(v)
+        self.n_terms = len(terms)
+        self.vec_term = torch.tensor(vec_term, dtype=torch.long)
+        self.length = torch.tensor(lengths, dtype=torch.float64)
+        self.zig = torch.cat(flat) if flat else torch.zeros(0, dtype=torch.long)
+        self.pos_vec = torch.repeat_interleave(torch.arange(len(lengths)),
+                                               torch.tensor(lengths, dtype=torch.long))
+
+    def kept_lengths(self, keep: torch.Tensor | None) -> torch.Tensor:
+        if keep is None or self.zig.numel() == 0:
+            return self.length.clone()
+        keep_ext = torch.cat([keep.bool().cpu(), torch.tensor([True])])
+        idx = torch.where(self.zig < 0, keep.numel(), self.zig)
+        kept = keep_ext[idx].double()
+        return torch.zeros_like(self.length).index_add_(0, self.pos_vec, kept)
+
+    def per_term(self, lengths: torch.Tensor) -> torch.Tensor:
+        prod = torch.ones(self.n_terms, dtype=torch.float64)
+        if lengths.numel():
+            prod.scatter_reduce_(0, self.vec_term, lengths, reduce="prod")
+        return self.unit * prod
+
+    def total(self, keep: torch.Tensor | None) -> float:
+        return float(self.per_term(self.kept_lengths(keep)).sum())
+
+    def marginal(self, num_zigs: int) -> torch.Tensor:
+        """Cost each single ZIG removes from the dense model:
+        sum over terms of dense_t * (1 - prod_{vectors j holding z} (1 - count_jz / len_j))."""
+        out = torch.zeros(num_zigs, dtype=torch.float64)
+        mask = self.zig >= 0
+        if not bool(mask.any()):
+            return out
+        z, vec = self.zig[mask], self.pos_vec[mask]
+        key, count = torch.unique(vec * (num_zigs + 1) + z, return_counts=True)
+        vec, z = key // (num_zigs + 1), key % (num_zigs + 1)
+        factor = 1.0 - count.double() / self.length[vec]
+        term = self.vec_term[vec]
+        tkey, inv = torch.unique(term * (num_zigs + 1) + z, return_inverse=True)
+        prod = torch.ones(tkey.numel(), dtype=torch.float64).scatter_reduce_(
+            0, inv, factor, reduce="prod")
+        dense = self.per_term(self.length)
+        out.index_add_(0, tkey % (num_zigs + 1), dense[tkey // (num_zigs + 1)] * (1.0 - prod))
+        return out
+
+    def touched_fraction(self, prunable: torch.Tensor) -> float:
+        dense = self.per_term(self.length)
+        if dense.sum() == 0:
+            return 0.0
+        mask = self.zig >= 0
+        hit = torch.zeros(self.n_terms, dtype=torch.bool)
+        if bool(mask.any()):
+            good = prunable[self.zig[mask]]
+            hit[self.vec_term[self.pos_vec[mask][good]]] = True
+        return float(dense[hit].sum() / dense.sum())
 
 
 class CostModel:
-    """The list of cost terms of a traced model (FLOPs of every op, size of every parameter)."""
+    """The cost terms of a traced model (FLOPs of every op, size of every parameter)."""
 
     def __init__(self, terms: list[CostTerm]) -> None:
         self.terms = terms
+        self._tables = {k: _Table([t for t in terms if t.kind == k]) for k in ("flops", "params")}
 
     @classmethod
     def from_params(cls, model: nn.Module, space: SearchSpace) -> CostModel:
@@ -67,43 +120,14 @@ class CostModel:
             terms.append(CostTerm.from_vectors("params", unit, list(dims.values()), name))
         return cls(terms)
 
-    def _total(self, kind: str, keep: torch.Tensor | None) -> float:
-        if keep is not None:
-            keep = keep.bool().cpu()
-        return sum(t.value(keep) for t in self.terms if t.kind == kind)
-
     def flops(self, keep: torch.Tensor | None = None) -> float:
-        return self._total("flops", keep)
+        return self._tables["flops"].total(keep)
 
     def params(self, keep: torch.Tensor | None = None) -> float:
-        return self._total("params", keep)
+        return self._tables["params"].total(keep)
 
     def marginal(self, kind: str, num_zigs: int) -> torch.Tensor:
-        """Cost each single ZIG removes from the dense model."""
-        out = torch.zeros(num_zigs, dtype=torch.float64)
-        for t in self.terms:
-            if t.kind != kind or not any(z.numel() for z in t.zigs):
-                continue
-            sizes = [float(c.sum()) + u for c, u in zip(t.counts, t.unassigned)]
-            dense = t.unit
-            for s in sizes:
-                dense *= s
-            touched = torch.unique(torch.cat(t.zigs))
-            without = torch.full((touched.numel(),), t.unit, dtype=torch.float64)
-            for z, c, s in zip(t.zigs, t.counts, sizes):
-                removed = torch.zeros(touched.numel(), dtype=torch.float64)
-                removed[torch.searchsorted(touched, z)] = c
-                without *= s - removed
-            out[touched] += dense - without
-        return out
+        return self._tables[kind].marginal(num_zigs)
 
     def prunable_fraction(self, kind: str, prunable: torch.Tensor) -> float:
-        total = touched = 0.0
-        for t in self.terms:
-            if t.kind != kind:
-                continue
-            v = t.value(None)
-            total += v
-            if any(bool(prunable[z].any()) for z in t.zigs if z.numel()):
-                touched += v
-        return touched / total if total else 0.0
+        return self._tables[kind].touched_fraction(prunable)

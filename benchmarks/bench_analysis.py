@@ -1,0 +1,101 @@
+"""Analysis time and peak memory of `trainonce.analyze` on real architectures.
+
+Each model is analysed in a fresh subprocess, so peak RSS is its own. Targets on the 2-core
+development machine: resnet50 <= 2 s; a Llama-2-7B-shaped model on `meta` <= 15 s and <= 2 GB.
+Writes benchmarks/results/analysis.md. Usage: python benchmarks/bench_analysis.py [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+CASES = ["resnet50", "vit_b_16", "llama_2_layers", "llama_7b_meta"]
+TARGETS = {"resnet50": (2.0, None), "llama_7b_meta": (15.0, 2048)}
+
+CHILD = r"""
+import json, os, resource, sys, time, torch
+os.environ["HF_HUB_OFFLINE"] = "1"
+try:
+    torch.ops.torchvision.nms
+except (AttributeError, RuntimeError):  # this machine's CUDA-only torchvision wheel (see tests)
+    _lib = torch.library.Library("torchvision", "DEF")
+    _lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+import trainonce
+
+case = sys.argv[1]
+if case in ("resnet50", "vit_b_16"):
+    import torchvision
+    model = getattr(torchvision.models, case)(weights=None)
+    inputs = torch.randn(1, 3, 224, 224)
+else:
+    import transformers
+    big = case == "llama_7b_meta"
+    cfg = transformers.LlamaConfig(
+        hidden_size=4096 if big else 512, intermediate_size=11008 if big else 1376,
+        num_hidden_layers=32 if big else 2, num_attention_heads=32 if big else 8,
+        num_key_value_heads=8 if big else 2, vocab_size=32000)
+    with torch.device("meta" if big else "cpu"):
+        model = transformers.LlamaForCausalLM(cfg)
+    ids = torch.zeros(1, 16, dtype=torch.long, device="meta" if big else "cpu")
+    inputs = {"input_ids": ids, "use_cache": False}
+rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+t = time.perf_counter()
+space = trainonce.analyze(model, inputs)
+dt = time.perf_counter() - t
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": dt, "peak_mb": rss, "before_mb": rss0,
+                  "groups": len(space.groups), "zigs": space.num_prunable_zigs,
+                  "prunable_flops": space.prunable_flops_fraction()}))
+"""
+
+
+def run(case: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, case], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"}, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{case} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--cases", nargs="*", default=CASES)
+    args = ap.parse_args()
+    rows = []
+    for case in args.cases:
+        runs = [run(case) for _ in range(args.repeat)]
+        sec = statistics.median(r["seconds"] for r in runs)
+        mb = max(r["peak_mb"] for r in runs)
+        limit_s, limit_mb = TARGETS.get(case, (None, None))
+        ok = (limit_s is None or sec <= limit_s) and (limit_mb is None or mb <= limit_mb)
+        target = " / ".join(x for x in (f"<= {limit_s:g} s" if limit_s else "",
+                                        f"<= {limit_mb} MB" if limit_mb else "") if x)
+        rows.append((case, sec, mb, runs[0]["groups"], runs[0]["zigs"],
+                     runs[0]["prunable_flops"], target or "-", "ok" if ok else "MISSED"))
+        print(f"{case:16s} {sec:7.2f} s  peak {mb:7.0f} MB  {rows[-1][-1]}", flush=True)
+    lines = [
+        "# Analysis time and peak memory", "",
+        f"`python benchmarks/bench_analysis.py --repeat {args.repeat}` (median time, max peak "
+        f"RSS of the process; {os.cpu_count()} cores, machine shared, so times are noisy).", "",
+        "| model | analyse (s) | peak RSS (MB) | groups | prunable ZIGs | prunable FLOPs | "
+        "target | |", "|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for case, sec, mb, g, z, pf, target, ok in rows:
+        lines.append(f"| {case} | {sec:.2f} | {mb:.0f} | {g} | {z} | {100 * pf:.0f}% | "
+                     f"{target} | {ok} |")
+    out = Path(__file__).parent / "results" / "analysis.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
