@@ -60,6 +60,8 @@ def check_slim(model: nn.Module, inputs, sparsities=(0.3, 0.7), seeds=(0, 1)):
             assert space.flops(~zero) < space.flops()
     again = trainonce.analyze(slim, inputs)
     assert again.num_params() == n_slim
+    predicted = space.flops(~zero)  # exact cost model: what the slim model really costs
+    assert abs(again.flops() - predicted) <= 1e-9 * predicted, (again.flops(), predicted)
     train_step(slim, inputs)
     return space, slim
 
