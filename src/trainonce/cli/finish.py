@@ -47,7 +47,7 @@ def finish(run_dir: Path, settings: dict, model, space, bundle, adapt, history, 
         model = factory()  # construct_subnet slimmed in place: rebuild the dense model
         model.load_state_dict(dense_state)
         model.eval()
-    diff = float((slim(x1) - ref).abs().max())
+    diff = _max_diff(slim, model, x1)
     slim_acc = evaluate(slim, bundle.test, adapt, cpu)
 
     staging = run_dir / ".staging"

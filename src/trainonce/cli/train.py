@@ -108,18 +108,17 @@ def train(
                 x, y = adapt(x.to(device)), y.to(device)
                 out = model(x)
                 loss = F.cross_entropy(out, y)
-                if not math.isfinite(loss.item()):
-                    raise FloatingPointError(
-                        f"loss became {float(loss)} at step {step}; lower --lr"
-                    )
+                lv = loss.item()
+                if not math.isfinite(lv):
+                    raise FloatingPointError(f"loss became {lv} at step {step}; lower --lr")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 step += 1
                 acc = float((out.argmax(1) == y).float().mean())
-                ema_loss = float(loss) if ema_loss is None else 0.9 * ema_loss + 0.1 * float(loss)
+                ema_loss = lv if ema_loss is None else 0.9 * ema_loss + 0.1 * lv
                 ema_acc = acc if ema_acc is None else 0.9 * ema_acc + 0.1 * acc
-                rec = {"step": step, "loss": float(loss), "acc": acc}
+                rec = {"step": step, "loss": lv, "acc": acc}
                 if step % log_every == 0 or step == total or step % spe == 0:
                     metrics = {
                         k: float(v)
