@@ -18,7 +18,9 @@ from trainonce.space import CostModel, CostTerm, Group, Member, SearchSpace
 
 
 def _blocks(model):
-    return [(n, m) for n, m in model.named_modules() if hasattr(m, "conv1") and hasattr(m, "bn1")]
+    return [
+        (n, m) for n, m in model.named_modules() if n and hasattr(m, "conv1") and hasattr(m, "bn1")
+    ]
 
 
 def analyze(model, example_inputs, *, exclude=None):

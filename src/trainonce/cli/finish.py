@@ -40,7 +40,6 @@ def finish(run_dir: Path, settings: dict, model, space, bundle, adapt, history, 
     keep = ~space.zero_mask()
     dense_acc = evaluate(model, bundle.test, adapt, cpu)
     x1 = adapt(bundle.test[0][0].unsqueeze(0))
-    ref = model(x1).detach()
     dense_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     slim = trainonce.construct_subnet(model, space).eval()
     if any(v.shape != model.state_dict()[k].shape for k, v in dense_state.items()):

@@ -186,7 +186,11 @@ def run(args: argparse.Namespace) -> int:
         raise
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("extra", "out")}
     settings.update(train_size=len(bundle.train), test_size=len(bundle.test), steps=total)
-    s = finish(run_dir, settings, model, space, bundle, adapt, history, lambda: factory().model)
+    try:
+        s = finish(run_dir, settings, model, space, bundle, adapt, history, lambda: factory().model)
+    except BaseException:
+        shutil.rmtree(run_dir / ".staging", ignore_errors=True)  # keep only config + checkpoint
+        raise
     acc, fl = s["test_accuracy"], s["flops"]
     print(
         f"slim model: {s['params'][1]:,} params ({s['params'][1] / s['params'][0]:.1%}), "

@@ -15,7 +15,7 @@ from torch import nn
 from ..data.optional import require
 from .resnet import ResNet8
 
-BUILTIN = {"resnet8": "small ResNet-style CNN (3 residual stages, widths 32/64/128)"}
+BUILTIN = {"resnet8": "small ResNet-style CNN (3 residual stages, widths 16/32/64)"}
 
 
 @dataclass

@@ -31,7 +31,7 @@ class BasicBlock(nn.Module):
 class ResNet8(nn.Module):
     """conv stem, three stages of one BasicBlock each (widths w, 2w, 4w), global pool, linear."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 32) -> None:
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16) -> None:
         super().__init__()
         w = width
         self.stem = nn.Sequential(
