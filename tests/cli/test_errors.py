@@ -87,8 +87,12 @@ def test_entry_point_subprocess(tmp_path):
     cmd = [sys.executable, "-m", "trainonce.cli.main"]
     ok = subprocess.run([*cmd, "run", "--help"], env=env, capture_output=True, text=True)
     assert ok.returncode == 0 and "--target-flops" in ok.stdout
-    bad = subprocess.run([*cmd, "run", "--model", "nope", "--out", str(tmp_path / "x")],
-                         env=env, capture_output=True, text=True)
+    bad = subprocess.run(
+        [*cmd, "run", "--model", "nope", "--out", str(tmp_path / "x")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [bad.stderr.strip()]
     assert "unknown model 'nope'" in bad.stderr

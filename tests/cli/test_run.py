@@ -55,8 +55,10 @@ def test_slim_model_loads_and_matches(run_dir):
     assert abs(onnx_out - got.numpy()).max() < 1e-4
 
 
-@pytest.mark.parametrize("fmt,name", [("onnx", "model.onnx"), ("torch-export", "model.pt2"),
-                                      ("safetensors", "model.safetensors")])
+@pytest.mark.parametrize(
+    "fmt,name",
+    [("onnx", "model.onnx"), ("torch-export", "model.pt2"), ("safetensors", "model.safetensors")],
+)
 def test_export(run_dir, fmt, name, capsys):
     assert main(["export", str(run_dir), "--format", fmt]) == 0
     assert (run_dir / "exports" / name).is_file()
@@ -67,8 +69,18 @@ def test_interrupt_then_resume(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("TRAINONCE_TEST_INTERRUPTED", raising=False)
     monkeypatch.setenv("TRAINONCE_TEST_AT", "2")
     out = tmp_path / "r"
-    argv = ["run", "--data", "datafns:interrupting_digits", "--epochs", "1", "--batch-size",
-            "64", "--no-progress", "--out", str(out)]
+    argv = [
+        "run",
+        "--data",
+        "datafns:interrupting_digits",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 130
     assert "resume with" in capsys.readouterr().out
     state = torch.load(out / "checkpoint.pt", weights_only=True)
