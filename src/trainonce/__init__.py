@@ -4,8 +4,24 @@ Pipeline: trace (`torch.export`) -> search space of zero-invariant groups (`anal
 optimizer that zeroes whole groups while training -> exact slim sub-network (`construct_subnet`).
 """
 
+from .io import load, save
 from .space import Group, Member, SearchSpace
+from .space.build import NothingPrunableError, analyze
+from .subnet import SubnetMismatchError, construct_subnet
+from .trace import TraceError
 
 __version__ = "0.1.0"
 
-__all__ = ["Group", "Member", "SearchSpace", "__version__"]
+__all__ = [
+    "Group",
+    "Member",
+    "NothingPrunableError",
+    "SearchSpace",
+    "SubnetMismatchError",
+    "TraceError",
+    "__version__",
+    "analyze",
+    "construct_subnet",
+    "load",
+    "save",
+]

@@ -45,7 +45,8 @@ class Group:
 
 @dataclass
 class ParamSlices:
-    """For one parameter: per dim, the global ZIG id of every position (-1: in no ZIG)."""
+    """For one parameter: per dim, the global id of the prunable ZIG owning every position
+    (-1: in no prunable ZIG)."""
 
     name: str
     dims: dict[int, torch.Tensor] = field(default_factory=dict)
@@ -74,6 +75,8 @@ class SearchSpace:
             offset += g.size
         self.num_zigs = offset
         self.notes = list(notes or [])
+        self.buffer_slices: dict[str, dict[int, torch.Tensor]] = {}
+        self.analysis = None  # set by `analyze`: the trace, for sub-network construction
         self._slices = self._build_slices()
         self.costs = costs if costs is not None else CostModel.from_params(model, self)
         self._param_count = {n: p.numel() for n, p in self._named_params().items()}
@@ -88,6 +91,8 @@ class SearchSpace:
         params = self._named_params()
         slices: dict[str, ParamSlices] = {}
         for g in self.groups:
+            if not g.prunable:
+                continue  # kept whole: always kept, so optimizers and costs can ignore it
             for m in g.members:
                 size = params[m.param].shape[m.dim]
                 ps = slices.setdefault(m.param, ParamSlices(m.param))

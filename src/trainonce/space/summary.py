@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,7 +29,8 @@ def format_summary(space: SearchSpace, max_rows: int = 40) -> str:
         "",
         f"  {'#':>4}  {'group':<48} {'ZIGs':>6} {'params':>9} {'FLOPs':>9}  status",
     ]
-    rows = sorted(groups, key=lambda g: -g.flops)
+    rows = sorted(prunable, key=lambda g: -g.flops) + sorted(
+        (g for g in kept if g.flops or g.params), key=lambda g: -g.flops)
     for i, g in enumerate(rows[:max_rows]):
         status = "prunable" if g.prunable else f"kept: {g.reason}"
         name = g.name if len(g.name) <= 48 else "..." + g.name[-45:]
@@ -40,9 +42,10 @@ def format_summary(space: SearchSpace, max_rows: int = 40) -> str:
     if kept:
         reasons: dict[str, int] = {}
         for g in kept:
-            reasons[g.reason or "?"] = reasons.get(g.reason or "?", 0) + 1
+            generic = re.sub(r" in '[^']*'", "", g.reason or "?")
+            reasons[generic] = reasons.get(generic, 0) + 1
         lines.append("")
-        lines.append(f"  {len(prunable)} prunable groups, {len(kept)} kept whole:")
+        lines.append(f"  {len(prunable)} prunable groups, {len(kept)} kept whole, because:")
         for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:15]:
             lines.append(f"    {n:>4} x {r}")
     for note in space.notes[:20]:

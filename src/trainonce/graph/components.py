@@ -1,0 +1,24 @@
+"""Connected components of the atom coupling graph, vectorised (hook-and-compress)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def components(n: int, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Root (smallest member id) of every atom ``0..n-1`` given undirected edges ``a[i]-b[i]``."""
+    parent = torch.arange(n, dtype=torch.long)
+    if a.numel() == 0:
+        return parent
+    while True:
+        pa, pb = parent[a], parent[b]
+        if bool((pa == pb).all()):
+            return parent
+        low = torch.minimum(pa, pb)
+        parent.scatter_reduce_(0, pa, low, reduce="amin")
+        parent.scatter_reduce_(0, pb, low, reduce="amin")
+        while True:  # pointer jumping until every atom points at a root
+            nxt = parent[parent]
+            if torch.equal(nxt, parent):
+                break
+            parent = nxt

@@ -1,0 +1,153 @@
+"""The coupling engine: one einsum-style rule that most ops reduce to.
+
+Every operand names its dims with letters. A letter kept in the output couples the operands'
+atoms position by position; a letter summed over is removable only when one operand is a
+parameter (its slice is then in the group and zeroed); a letter in ``fixed`` must never lose a
+position (normalised or mixed over). Conflicts coarsen multi-dim axes or pin single-dim ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .labels import Axis, Labels, Recorder, spans
+
+
+@dataclass
+class Operand:
+    labels: Labels
+    letters: str  # one letter per dim of labels.shape
+
+
+@dataclass
+class _Item:
+    t: Axis  # in letter space
+    op: int
+
+
+def _to_letter_space(ax: Axis, letters: str, pos: dict[str, int], n: int) -> Axis:
+    order = sorted(range(len(letters)), key=lambda d: pos[letters[d]])
+    shape = [1] * n
+    for d in order:
+        shape[pos[letters[d]]] = ax.shape[d]
+    return ax.permute(order).reshape(shape)
+
+
+def couple(
+    rec: Recorder,
+    operands: list[Operand],
+    out_letters: str,
+    *,
+    fixed: str = "",
+    fixed_reason: str = "",
+    flops: bool = False,
+) -> list[Axis]:
+    """Couple the operands' atoms as the einsum ``operands -> out_letters`` implies and return
+    the output's axes. With ``flops`` a MAC cost term (product of all letter sizes) is recorded."""
+    letters = sorted({ch for op in operands for ch in op.letters} | set(out_letters))
+    pos = {ch: i for i, ch in enumerate(letters)}
+    n = len(letters)
+    sizes = dict.fromkeys(letters, 1)
+    for op in operands:
+        if len(set(op.letters)) != len(op.letters):
+            raise ValueError(f"repeated letter in {op.letters!r}")
+        for ch, s in zip(op.letters, op.labels.shape):
+            sizes[ch] = max(sizes[ch], s)
+    items = [
+        _Item(_to_letter_space(ax, op.letters, pos, n), i)
+        for i, op in enumerate(operands)
+        for ax in op.labels.axes
+    ]
+
+    def participates(i: int, ch: str) -> bool:
+        op = operands[i]
+        return ch in op.letters and op.labels.shape[op.letters.index(ch)] == sizes[ch] > 1
+
+    changed = True
+    while changed:
+        changed = False
+        for ch in letters:
+            k = pos[ch]
+            spanning = [it for it in items if it.t.shape[k] > 1]
+            if not spanning:
+                continue
+            parts = [i for i in range(len(operands)) if participates(i, ch)]
+            owners = {it.op for it in spanning}
+            bare = [i for i in parts if i not in owners]
+            reason = ""
+            if ch in fixed:
+                reason = fixed_reason
+            elif bare:
+                reason = f"meets {operands[bare[0]].labels.why} at {rec.where}"
+            elif len({spans(it.t) for it in spanning}) > 1:
+                reason = f"channels laid out differently by the operands of {rec.where}"
+            elif ch not in out_letters:
+                weighted = any(operands[i].labels.param_view for i in owners)
+                if not weighted or any(len(spans(it.t)) > 1 for it in spanning):
+                    reason = f"summed over without a weight by {rec.where}"
+            if not reason:
+                continue
+            changed = True
+            for it in spanning:
+                if spans(it.t) == {k}:
+                    rec.block(it.t, reason)
+                    items = [x for x in items if x is not it]
+                else:
+                    it.t = rec.coarsen(it.t, k, reason)
+
+    merged: dict[frozenset, Axis] = {}
+    for it in items:
+        key = spans(it.t)
+        if not key:
+            continue
+        if key in merged:
+            base = merged[key]
+            shape = [max(a, b) for a, b in zip(base.shape, it.t.shape)]
+            base = base.expand(shape)
+            rec.union(base, it.t.expand(shape), f"coupled at {rec.where}")
+            merged[key] = base
+        else:
+            merged[key] = it.t
+
+    if flops:
+        unit, vectors = 1.0, []
+        for ch in letters:
+            ax = next((a for key, a in merged.items() if pos[ch] in key), None)
+            if ax is None:
+                unit *= sizes[ch]
+            else:
+                sl = tuple(slice(None) if d == pos[ch] else 0 for d in range(n))
+                vectors.append(ax[sl])
+        rec.cost("flops", unit, vectors)
+
+    out = []
+    out_pos = [pos[ch] for ch in out_letters]
+    rest = [d for d in range(n) if d not in out_pos]
+    for key, ax in merged.items():
+        if not key <= set(out_pos):
+            continue  # consumed by a weighted contraction
+        t = ax.permute(out_pos + rest).reshape([ax.shape[d] for d in out_pos])
+        out.append(t)
+    return out
+
+
+def pad_letters(ndim: int, tail: str, lead_pool: str = "ABCDEFGHIJKLMN") -> str:
+    """Letters for a tensor whose last dims are ``tail`` and leading dims are batch-like."""
+    extra = ndim - len(tail)
+    if extra < 0:
+        raise ValueError(f"rank {ndim} too small for {tail!r}")
+    return lead_pool[len(lead_pool) - extra :] + tail if extra else tail
+
+
+def broadcast_letters(shape_len: int, out_len: int) -> str:
+    """Letters of an operand aligned right against an output of rank ``out_len``."""
+    pool = "abcdefghijklmnopqrstuvwxyz"
+    return pool[out_len - shape_len : out_len]
+
+
+def elementwise(rec: Recorder, inputs: list[Labels], out_shape) -> list[Axis]:
+    """Broadcasting element-wise op: every output dim couples the inputs that span it."""
+    n = len(out_shape)
+    ops = [Operand(x, broadcast_letters(x.ndim, n)) for x in inputs if x.ndim <= n]
+    return couple(rec, ops, broadcast_letters(n, n))
+

@@ -1,0 +1,209 @@
+"""Walk an exported graph node by node, applying the op table to carry channel labels.
+
+Parameters and buffers get fresh atoms per dim; user inputs and constants are unlabelled; model
+outputs are pinned. Unknown ops are pinned with a warning naming the op and the module.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+from torch import fx
+
+from ..trace import Traced
+from . import rules
+from .labels import Labels, Recorder, unlabelled
+
+_HOPS = tuple(
+    op for op in (
+        getattr(torch.ops.higher_order, "wrap_with_set_grad_enabled", None),
+        getattr(torch.ops.higher_order, "wrap_with_autocast", None),
+    ) if op is not None
+)
+
+
+@dataclass
+class Propagation:
+    rec: Recorder
+    param_atoms: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+    buffer_atoms: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+    labels: dict[str, object] = field(default_factory=dict)  # node name -> Labels | list
+    warnings: list[str] = field(default_factory=list)
+
+
+def _shape(val) -> tuple[int, ...] | None:
+    return tuple(int(s) for s in val.shape) if isinstance(val, torch.Tensor) else None
+
+
+def _out_shapes(node: fx.Node):
+    val = node.meta.get("val")
+    if isinstance(val, (list, tuple)):
+        return [_shape(v) or () for v in val]
+    return _shape(val)
+
+
+def _module_path(node: fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path = list(stack.values())[-1][0]
+    for prefix in ("L['self'].", "model."):
+        path = path.removeprefix(prefix)
+    return "" if path == "model" else path
+
+
+def _fresh_labels(rec: Recorder, shape: tuple[int, ...]) -> tuple[list, dict[int, torch.Tensor]]:
+    axes, atoms = [], {}
+    for d, s in enumerate(shape):
+        if s > 1:
+            ids = rec.fresh(s)
+            atoms[d] = ids
+            view = [1] * len(shape)
+            view[d] = s
+            axes.append(ids.reshape(view))
+    return axes, atoms
+
+
+def _excluded(name: str, exclude: set[str]) -> bool:
+    parts = name.split(".")
+    return any(".".join(parts[:i]) in exclude for i in range(1, len(parts) + 1))
+
+
+def propagate(traced: Traced, exclude: list[str] | None = None) -> Propagation:
+    prop = Propagation(Recorder())
+    rec = prop.rec
+    excl = set(exclude or [])
+    env: dict[fx.Node, object] = {}
+    for node in traced.graph.nodes:
+        if node.op != "placeholder":
+            break
+        shape = _shape(node.meta.get("val")) or ()
+        name = traced.params.get(node.name) or traced.buffers.get(node.name)
+        if name is None:
+            why = (f"the model input '{node.name}'" if node.name in traced.user_inputs
+                   else "a constant tensor")
+            env[node] = unlabelled(shape, why)
+            continue
+        axes, atoms = _fresh_labels(rec, shape)
+        is_param = node.name in traced.params
+        store = prop.param_atoms if is_param else prop.buffer_atoms
+        if name in store:  # shared tensor seen under another placeholder: same atoms
+            atoms = store[name]
+            axes = [ids.reshape([s if d == k else 1 for k, s in enumerate(shape)])
+                    for d, ids in atoms.items()]
+        store[name] = atoms
+        env[node] = Labels(shape, axes, name if is_param else None, f"buffer '{name}'")
+        if is_param:
+            rec.where = f"parameter '{name}'"
+            rec.cost("params", 1, list(atoms.values()))
+        if _excluded(name, excl):
+            for ids in atoms.values():
+                rec.block(ids, "excluded by the user")
+    _walk(traced.graph, traced.program.graph_module, env, prop)
+    prop.labels = {n.name: v for n, v in env.items()}
+    return prop
+
+
+def _resolve(env, a):
+    if isinstance(a, fx.Node):
+        return env.get(a)
+    if isinstance(a, (list, tuple)):
+        return type(a)(_resolve(env, x) for x in a)
+    if isinstance(a, dict):
+        return {k: _resolve(env, v) for k, v in a.items()}
+    return a
+
+
+def _walk(graph: fx.Graph, gm: torch.nn.Module, env: dict, prop: Propagation):
+    rec = prop.rec
+    outputs = None
+    for node in graph.nodes:
+        if node in env:
+            continue
+        if node.op == "placeholder" or node.op == "get_attr":
+            env[node] = unlabelled(_shape(node.meta.get("val")) or (), "a constant tensor")
+            continue
+        if node.op == "output":
+            outputs = _resolve(env, node.args[0])
+            continue
+        if node.op != "call_function":
+            env[node] = None
+            continue
+        name = getattr(node.target, "__name__", str(node.target))
+        module = _module_path(node)
+        rec.where = f"{name} in '{module}'" if module else name
+        if node.target in _HOPS:
+            env[node] = _walk_hop(node, gm, env, prop)
+            continue
+        if rules.is_ignored(node.target):
+            env[node] = None
+            continue
+        env[node] = _apply(node, env, prop)
+    return outputs
+
+
+def _apply(node: fx.Node, env: dict, prop: Propagation):
+    rec = prop.rec
+    args, kwargs = _resolve(env, node.args), _resolve(env, node.kwargs)
+    out = _out_shapes(node)
+    rule = rules.lookup(node.target)
+    tensors = rules._tensors(args, kwargs)
+    if rule is None:
+        msg = f"no channel rule for {rec.where}: the channels it touches are kept whole"
+        warnings.warn(f"trainonce: {msg}", stacklevel=3)
+        prop.warnings.append(msg)
+        return _opaque(rec, tensors, out, f"no channel rule for {rec.where}")
+    try:
+        return rule(rec, list(args), dict(kwargs), out)
+    except Exception as exc:  # noqa: BLE001 - an unexpected call form: pin, never guess
+        msg = f"the rule for {rec.where} did not apply ({type(exc).__name__}: {exc}); kept whole"
+        warnings.warn(f"trainonce: {msg}", stacklevel=3)
+        prop.warnings.append(msg)
+        return _opaque(rec, tensors, out, f"unsupported use of {rec.where}")
+
+
+def _opaque(rec: Recorder, tensors: list[Labels], out, reason: str):
+    if out is None:
+        for x in tensors:
+            for a in x.axes:
+                rec.block(a, reason)
+        return None
+    from .layers import opaque
+
+    res = opaque(rec, tensors, out if isinstance(out, list) else [out], reason)
+    return res if isinstance(out, list) else res[0]
+
+
+def _walk_hop(node: fx.Node, gm: torch.nn.Module, env: dict, prop: Propagation):
+    """Higher-order ops (grad-mode / autocast regions) run a sub-graph: walk it in place."""
+    sub_i = next(i for i, a in enumerate(node.args) if isinstance(a, fx.Node) and a.op == "get_attr")
+    sub = getattr(gm, node.args[sub_i].target)
+    inputs = [_resolve(env, a) for a in node.args[sub_i + 1:]]
+    sub_env: dict = {}
+    placeholders = [n for n in sub.graph.nodes if n.op == "placeholder"]
+    for ph, val in zip(placeholders, inputs):
+        sub_env[ph] = val if isinstance(val, Labels) else unlabelled(
+            _shape(ph.meta.get("val")) or (), "a constant tensor")
+    outs = _walk(sub.graph, sub, sub_env, prop)
+    return list(outs) if isinstance(outs, (list, tuple)) else outs
+
+
+def pin_outputs(traced: Traced, prop: Propagation) -> None:
+    """Model outputs keep their shape: pin every atom that reaches one."""
+    out_node = next(n for n in traced.graph.nodes if n.op == "output")
+    rec = prop.rec
+
+    def visit(a):
+        if isinstance(a, fx.Node):
+            val = prop.labels.get(a.name)
+            for x in (val if isinstance(val, list) else [val]):
+                if isinstance(x, Labels):
+                    for ax in x.axes:
+                        rec.block(ax, "reaches a model output")
+        elif isinstance(a, (list, tuple)):
+            for x in a:
+                visit(x)
+
+    visit(out_node.args[0])

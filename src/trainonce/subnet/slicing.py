@@ -1,0 +1,60 @@
+"""Which positions of every parameter and buffer survive, and cutting tensors accordingly."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..space.search_space import SearchSpace
+
+
+def keep_positions(zig_vec: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """Positions along a dim to keep: those in no ZIG or in a ZIG that is not zero."""
+    zero_ext = torch.cat([zero.bool().cpu(), torch.tensor([False])])
+    idx = zig_vec.clone()
+    idx[idx < 0] = zero.numel()
+    return torch.nonzero(~zero_ext[idx]).flatten()
+
+
+def removal_plan(space: SearchSpace, zero: torch.Tensor) -> dict[str, dict[int, torch.Tensor]]:
+    """name -> dim -> kept positions, for every parameter and buffer that loses positions."""
+    plan: dict[str, dict[int, torch.Tensor]] = {}
+    sources = [(n, ps.dims) for n, ps in space.param_slices.items()]
+    sources += list(space.buffer_slices.items())
+    for name, dims in sources:
+        for d, vec in dims.items():
+            keep = keep_positions(vec, zero)
+            if keep.numel() < vec.numel():
+                plan.setdefault(name, {})[d] = keep
+    return plan
+
+
+def cut(t: torch.Tensor, dims: dict[int, torch.Tensor]) -> torch.Tensor:
+    for d, keep in dims.items():
+        t = t.index_select(d, keep.to(t.device))
+    return t.contiguous()
+
+
+@torch.no_grad()
+def apply_plan(model: nn.Module, plan: dict[str, dict[int, torch.Tensor]], prefix: str = ""
+               ) -> None:
+    """Replace every planned parameter/buffer of ``model`` (shared ones once) by its cut."""
+    new_params: dict[int, nn.Parameter] = {}
+    old_params: list[nn.Parameter] = []  # alive until the end, so no id() is reused
+    for mod_name, module in model.named_modules(remove_duplicate=False):
+        for attr, p in list(module.named_parameters(recurse=False)):
+            full = f"{mod_name}.{attr}" if mod_name else attr
+            key = full.removeprefix(prefix)
+            if id(p) not in new_params:
+                dims = plan.get(key)
+                if dims is None:
+                    continue
+                new_params[id(p)] = nn.Parameter(cut(p.data, dims), requires_grad=p.requires_grad)
+                old_params.append(p)
+            setattr(module, attr, new_params[id(p)])
+        for attr, b in list(module.named_buffers(recurse=False)):
+            full = f"{mod_name}.{attr}" if mod_name else attr
+            dims = plan.get(full.removeprefix(prefix))
+            if dims is not None and b is not None and b.dim():
+                setattr(module, attr, cut(b, dims))  # nn.Module keeps it a buffer
+    del old_params
