@@ -79,8 +79,9 @@ class HESSO(torch.optim.SGD):
         zero = self.space.zero_mask()
         if self.t >= self.total // 2 and not zero.any():
             sq = self.space.zig_sq_norms().cpu()
-            sq[~self.space.prunable_mask] = float("inf")
-            zero[sq.argsort()[: self.space.num_prunable_zigs // 2]] = True
+            for g in self.space.groups:  # the lowest-norm half of every prunable group
+                if g.prunable and g.size > 1:
+                    zero[g.offset + sq[g.zig_ids].argsort()[: g.size // 2]] = True
         if zero.any():
             self.space.set_zero(zero)
 

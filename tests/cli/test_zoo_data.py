@@ -36,4 +36,4 @@ def test_torchvision_and_timm_names():
     assert tv.source == "torchvision" and tv.in_channels == 3
     tm = build_model("timm:resnet10t", 10, 1)
     assert tm.source == "timm" and tm.in_channels == 1
-    assert tm.model(torch.randn(1, 1, 32, 32)).shape == (1, 10)
+    assert tm.model.eval()(torch.randn(1, 1, 32, 32)).shape == (1, 10)
