@@ -49,10 +49,11 @@ def run_analyze(args: argparse.Namespace) -> int:
     import trainonce
 
     from ..report.graph import write_graph
-    from ..zoo import build_model
+    from ..zoo import BUILTIN, build_model
 
     shape = _shape(args.input_shape) if args.input_shape else None
-    built = build_model(args.model, args.num_classes, shape[0] if shape else 1)
+    channels = shape[0] if shape else (1 if args.model in BUILTIN else 3)
+    built = build_model(args.model, args.num_classes, channels)
     shape = shape or built.default_input_shape
     graph = Path(args.graph or f"{args.model.replace(':', '_').replace('/', '_')}-graph.html")
     if graph.suffix.lower() not in (".html", ".htm", ".svg"):

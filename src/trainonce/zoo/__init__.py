@@ -108,7 +108,12 @@ def build_model(spec: str, num_classes: int = 10, in_channels: int = 1) -> Built
         m = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
         shape = tuple(m.pretrained_cfg.get("input_size", (in_channels, 224, 224)))
         return BuiltModel(m, in_channels, (in_channels, *shape[1:]), "timm")
+    hint = (
+        ""
+        if timm is not None
+        else " (timm/torchvision not installed: pip install 'trainonce[vision]')"
+    )
     raise ValueError(
         f"unknown model '{spec}': use a built-in ({', '.join(BUILTIN)}), a torchvision or timm "
-        "model name, or module:factory"
+        f"model name, or module:factory{hint}"
     )
