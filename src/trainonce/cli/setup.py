@@ -26,7 +26,7 @@ class RunConfig:
     variant: str = "sgd"
     target_kind: str = "flops"  # flops | params | sparsity
     target: float = 0.5
-    epochs: int = 10
+    epochs: int = 8
     batch_size: int = 64
     lr: float = 0.05
     momentum: float = 0.9

@@ -67,13 +67,13 @@ def plot_channels(names: list[str], kept: list[int], sizes: list[int], path: Pat
     n = len(names)
     fig, ax = plt.subplots(figsize=(6.5, 0.8 + 0.28 * max(n, 1)))
     y = list(range(n))
-    ax.barh(y, sizes, color="#ddd", label="dense")
-    ax.barh(y, kept, color="C2", label="kept")
+    ax.barh(y, sizes, color="#ddd")
+    ax.barh(y, kept, color="C2")
     short = [s if len(s) <= 32 else "..." + s[-29:] for s in names]
     ax.set_yticks(y, short, fontsize=7)
     ax.invert_yaxis()
-    ax.set(xlabel="channels (ZIGs)")
-    ax.legend(frameon=False, fontsize=7, loc="lower right")
+    ax.set(xlabel="channels (ZIGs)", title="kept (green) of dense (grey) channels per group")
+    ax.title.set_fontsize(9)
     return _save(fig, path)
 
 
