@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "analyze",
         help="show a model's prunable groups and dependency graph",
-        description=__doc__.splitlines()[0],
+        description=__doc__.splitlines()[0].replace("``", ""),
     )
     p.add_argument(
         "model",

@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "export",
         help="export the slim model of a finished run",
-        description=__doc__.splitlines()[0],
+        description=__doc__.splitlines()[0].replace("``", ""),
     )
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--format", required=True, choices=list(FORMATS))

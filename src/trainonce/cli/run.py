@@ -12,6 +12,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch.utils.data import default_collate
 
 from .setup import (
     OPTIMIZERS,
@@ -30,30 +32,39 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "run",
         help="train + prune a model in one run, then slim it and report",
-        description=__doc__.splitlines()[0],
+        description=__doc__.splitlines()[0].replace("``", ""),
     )
     p.add_argument(
         "--model",
         default=d.model,
-        help="resnet8 (built-in), a torchvision/timm name, or module:factory",
+        help="resnet8 (built-in, the default), a torchvision/timm name, or module:factory",
     )
     p.add_argument(
         "--data",
         default=d.data,
-        help="mnist | digits (built-in, offline) or module:function -> (train, test)",
+        help="mnist (default) | digits (built-in, offline) or module:function -> (train, test)",
     )
-    p.add_argument("--optimizer", default=d.optimizer, choices=sorted(OPTIMIZERS))
-    p.add_argument("--variant", default=d.variant, choices=["sgd", "adam", "adamw"])
+    p.add_argument(
+        "--optimizer", default=d.optimizer, choices=sorted(OPTIMIZERS), help="default: hesso"
+    )
+    p.add_argument(
+        "--variant",
+        default=d.variant,
+        choices=["sgd", "adam", "adamw"],
+        help="default: %(default)s",
+    )
     t = p.add_mutually_exclusive_group()
     t.add_argument("--target-flops", type=float, metavar="F", help="FLOPs kept (default 0.5)")
     t.add_argument("--target-params", type=float, metavar="F", help="parameters kept")
     t.add_argument("--target-sparsity", type=float, metavar="F", help="share of groups removed")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device, help="cpu or cuda")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
+    p.add_argument("--lr", type=float, default=d.lr, help="default: %(default)s")
+    p.add_argument(
+        "--weight-decay", type=float, default=d.weight_decay, help="default: %(default)s"
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
+    p.add_argument("--device", default=d.device, help="cpu (default) or cuda")
     p.add_argument("--out", help="run directory (default runs/<model>-<data>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -141,7 +152,14 @@ def run(args: argparse.Namespace) -> int:
     space = trainonce.analyze(model, (example,))
     total = cfg.epochs * steps_per_epoch(len(bundle.train), cfg.batch_size)
     model.to(device)
-    opt = build_optimizer(cfg, space, total)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    pick = torch.randperm(len(bundle.train), generator=gen)[:256].tolist()
+    cric_x, cric_y = default_collate([bundle.train[i] for i in pick])
+
+    def loss_fn() -> torch.Tensor:  # for HESSO-CRIC: the loss on 256 fixed training samples
+        return F.cross_entropy(model(adapt(cric_x.to(device))), cric_y.to(device))
+
+    opt = build_optimizer(cfg, space, total, loss_fn)
     start, history = 0, []
     if resume:
         restore(state, model, opt, run_dir / "checkpoint.pt")

@@ -94,12 +94,14 @@ def load_config(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
         raise ValueError(f"corrupt run configuration {path}: {exc}") from exc
 
 
-def build_optimizer(cfg: RunConfig, space, total_steps: int):
+def build_optimizer(cfg: RunConfig, space, total_steps: int, loss_fn=None):
+    """The chosen optimizer; ``loss_fn`` (loss on a few fixed batches) is for HESSO-CRIC."""
     import trainonce
 
     cls = getattr(trainonce, OPTIMIZERS[cfg.optimizer], None)
     if cls is None:
         raise ImportError(f"this trainonce build has no optimizer {OPTIMIZERS[cfg.optimizer]}")
+    extra = {"loss_fn": loss_fn} if cfg.optimizer == "hesso-cric" else {}
     return cls(
         space,
         lr=cfg.lr,
@@ -108,4 +110,5 @@ def build_optimizer(cfg: RunConfig, space, total_steps: int):
         weight_decay=cfg.weight_decay,
         total_steps=total_steps,
         **cfg.target_kwargs(),
+        **extra,
     )
