@@ -86,6 +86,12 @@ def finish(run_dir: Path, settings: dict, model, space, bundle, adapt, history, 
         f"{sum(g.size for g in groups) - sum(kept)} of {sum(g.size for g in groups)} "
         "prunable channels removed",
     ]
+    if hasattr(os, "getloadavg"):
+        load = os.getloadavg()[0]
+        notes.append(
+            f"1-minute load average when timing: {load:.2f} on {os.cpu_count()} CPUs "
+            "(latency is noisy when other work shares the machine)"
+        )
     write_report(
         staging / "report.html",
         f"trainonce run: {settings['model']} on {settings['data']}",

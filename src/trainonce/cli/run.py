@@ -61,6 +61,12 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
     p.add_argument("--lr", type=float, default=d.lr, help="default: %(default)s")
     p.add_argument(
+        "--lr-schedule",
+        default=d.lr_schedule,
+        choices=["cosine", "constant"],
+        help="cosine decay to 0 over the run, or constant (default: %(default)s)",
+    )
+    p.add_argument(
         "--weight-decay", type=float, default=d.weight_decay, help="default: %(default)s"
     )
     p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
@@ -87,20 +93,20 @@ def _config(args: argparse.Namespace) -> RunConfig:
         time.strftime("%Y%m%d-%H%M%S")
     )
     return RunConfig(
-        args.model,
-        args.data,
-        args.optimizer,
-        args.variant,
-        kind,
-        target,
-        args.epochs,
-        args.batch_size,
-        args.lr,
-        RunConfig.momentum,
-        args.weight_decay,
-        args.seed,
-        args.device,
-        out,
+        model=args.model,
+        data=args.data,
+        optimizer=args.optimizer,
+        variant=args.variant,
+        target_kind=kind,
+        target=target,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_schedule=args.lr_schedule,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        device=args.device,
+        out=out,
     )
 
 
@@ -194,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
             start_step=start,
             history=history,
             progress=not args.no_progress,
+            lr_schedule=cfg.lr_schedule,
         )
     except Interrupted as exc:
         print(f"\n{exc}\nresume with: trainonce run --resume {run_dir}")

@@ -29,6 +29,7 @@ class RunConfig:
     epochs: int = 8
     batch_size: int = 64
     lr: float = 0.05
+    lr_schedule: str = "cosine"  # cosine | constant
     momentum: float = 0.9
     weight_decay: float = 1e-4
     seed: int = 0

@@ -87,9 +87,11 @@ def train(
     history: list[dict] | None = None,
     progress: bool = True,
     log_every: int = 5,
+    lr_schedule: str = "constant",
 ) -> list[dict]:
     """Train from ``start_step`` to the end; checkpoint every epoch and on Ctrl-C."""
     tqdm = require("tqdm", "the progress bar").tqdm
+    base_lrs = [g["lr"] for g in opt.param_groups]
     history = list(history or [])
     n = len(train_ds)
     spe = steps_per_epoch(n, batch_size)
@@ -111,6 +113,9 @@ def train(
                 lv = loss.item()
                 if not math.isfinite(lv):
                     raise FloatingPointError(f"loss became {lv} at step {step}; lower --lr")
+                if lr_schedule == "cosine":  # a function of the step alone: resumes exactly
+                    for g, lr in zip(opt.param_groups, base_lrs, strict=True):
+                        g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

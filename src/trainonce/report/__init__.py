@@ -53,7 +53,7 @@ def _rows(c: Comparison) -> list[tuple[str, str, str, str]]:
                 f"CPU latency, {label} (median)",
                 f"{d * 1e3:.2f} ms",
                 f"{s * 1e3:.2f} ms",
-                f"{d / s:.2f}x faster" if s else "-",
+                f"speed-up {d / s:.2f}x" if s else "-",
             )
         )
     return rows

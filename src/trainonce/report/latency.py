@@ -14,7 +14,7 @@ from torch import nn
 
 @torch.inference_mode()
 def compare_latency(
-    models: dict[str, nn.Module], x: torch.Tensor, repeats: int = 20, warmup: int = 3
+    models: dict[str, nn.Module], x: torch.Tensor, repeats: int = 31, warmup: int = 3
 ) -> dict[str, float]:
     """Median seconds per forward pass of each model on ``x``, calls interleaved A B A B ..."""
     models = {k: m.eval() for k, m in models.items()}
