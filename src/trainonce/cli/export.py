@@ -1,0 +1,48 @@
+"""``trainonce export RUN_DIR --format onnx|safetensors|torch-export``: re-export a slim model.
+
+The slim model is reloaded from ``RUN_DIR/slim`` with the model factory recorded in the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ..exporters import FORMATS, export
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export the slim model of a finished run",
+        description=__doc__.splitlines()[0].replace("``", ""),
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--format", required=True, choices=list(FORMATS))
+    p.add_argument("--out", help="directory for the file (default RUN_DIR/exports)")
+    p.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    import trainonce
+
+    from ..zoo import build_model
+    from .setup import load_config
+
+    run_dir = Path(args.run_dir)
+    cfg, info = load_config(run_dir)
+    if not any(run_dir.glob("slim*")):
+        raise ValueError(f"{run_dir} has no slim model yet (did the run finish?)")
+
+    def factory():
+        return build_model(cfg.model, info["num_classes"], info["data_channels"]).model
+
+    slim = trainonce.load(run_dir / "slim", factory).eval()
+    out = Path(args.out) if args.out else run_dir / "exports"
+    out.mkdir(parents=True, exist_ok=True)
+    example = torch.randn(1, *info["input_shape"])
+    path, diff = export(slim, example, args.format, out)
+    print(f"wrote {path} (max |difference| to torch: {diff:.2e})")
+    return 0

@@ -1,0 +1,115 @@
+"""Turn ``run`` options into ready objects: data, model, search space, optimizer, run directory.
+
+Everything here is checked before anything is written, so a bad option leaves no files behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+OPTIMIZERS = {"hesso": "HESSO", "hesso-cric": "HESSOCRIC", "dhspg": "DHSPG", "hspg": "HSPG"}
+CONFIG_NAME = "config.json"
+
+
+@dataclass
+class RunConfig:
+    model: str = "resnet8"
+    data: str = "mnist"
+    optimizer: str = "hesso"
+    variant: str = "sgd"
+    target_kind: str = "flops"  # flops | params | sparsity
+    target: float = 0.5
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 0.05
+    lr_schedule: str = "cosine"  # cosine | constant
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    seed: int = 0
+    device: str = "cpu"
+    out: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def target_kwargs(self) -> dict[str, float]:
+        key = {"flops": "target_flops", "params": "target_params"}.get(
+            self.target_kind, "target_group_sparsity"
+        )
+        return {key: self.target}
+
+
+def check_target(kind: str, value: float) -> None:
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"--target-{kind} must be strictly between 0 and 1, got {value}")
+
+
+def check_output_dir(path: Path, resume: bool) -> None:
+    """Fail early (one line) if ``path`` cannot hold a run; never creates anything."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"output directory {path} exists and is not a directory")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"output directory {path} is not writable ({probe} is read-only)")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise ValueError(f"output directory {path} is not writable: {exc.strerror}") from exc
+    if not resume and path.is_dir() and any(path.iterdir()):
+        raise ValueError(
+            f"output directory {path} is not empty; use --resume {path} or another --out"
+        )
+
+
+def check_device(device: str) -> torch.device:
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"unknown device '{device}': use cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but CUDA is not available here")
+    return torch.device(device)
+
+
+def save_config(run_dir: Path, cfg: RunConfig, info: dict[str, Any]) -> None:
+    from .checkpoint import atomic_write
+
+    text = json.dumps({"config": asdict(cfg), "info": info}, indent=2)
+    atomic_write(run_dir / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
+
+
+def load_config(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
+    path = run_dir / CONFIG_NAME
+    if not path.is_file():
+        raise ValueError(f"{run_dir} is not a trainonce run directory (no {CONFIG_NAME})")
+    try:
+        raw = json.loads(path.read_text())
+        return RunConfig(**raw["config"]), raw["info"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"corrupt run configuration {path}: {exc}") from exc
+
+
+def build_optimizer(cfg: RunConfig, space, total_steps: int, loss_fn=None):
+    """The chosen optimizer; ``loss_fn`` (loss on a few fixed batches) is for HESSO-CRIC."""
+    import trainonce
+
+    cls = getattr(trainonce, OPTIMIZERS[cfg.optimizer], None)
+    if cls is None:
+        raise ImportError(f"this trainonce build has no optimizer {OPTIMIZERS[cfg.optimizer]}")
+    extra = {"loss_fn": loss_fn} if cfg.optimizer == "hesso-cric" else {}
+    return cls(
+        space,
+        lr=cfg.lr,
+        variant=cfg.variant,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        total_steps=total_steps,
+        **cfg.target_kwargs(),
+        **extra,
+    )

@@ -1,0 +1,185 @@
+"""Dependency-graph drawing: the ``torch.export`` op graph as a hand-written SVG / HTML page.
+
+Ops holding parameters are coloured by the group of their output channels (prunable groups in
+colour, unprunable ones grey and dashed); layers follow the longest path from the input.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import torch
+
+_PALETTE = [
+    "#4e79a7",
+    "#f28e2b",
+    "#59a14f",
+    "#e15759",
+    "#76b7b2",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#86bc86",
+    "#d37295",
+    "#a0cbe8",
+    "#ffbe7d",
+    "#8cd17d",
+]
+W, H, DX, DY = 168, 26, 184, 46
+
+
+def op_graph(model: torch.nn.Module, example_inputs: tuple) -> tuple[list[dict], list[tuple]]:
+    """Nodes ``{id, op, module, params}`` and edges ``(src, dst)`` of the exported graph."""
+    ep = torch.export.export(model, example_inputs, strict=False)
+    sig = ep.graph_signature
+    params = dict(sig.inputs_to_parameters)
+    hidden = set(params) | set(sig.inputs_to_buffers) | set(sig.inputs_to_lifted_tensor_constants)
+    alias: dict[str, str] = {}
+    nodes: list[dict] = []
+    edges: list[tuple] = []
+    for n in ep.graph.nodes:
+        if n.op == "placeholder" and n.name in hidden:
+            continue
+        if n.op == "call_function" and "getitem" in str(n.target):
+            src = n.args[0]
+            alias[n.name] = alias.get(src.name, src.name)
+            continue
+        if n.op == "placeholder":
+            op, mod = "input", n.name
+        elif n.op == "output":
+            op, mod = "output", ""
+        else:
+            op = str(getattr(n.target, "__name__", n.target)).split(".")[0]
+            stack = n.meta.get("nn_module_stack") or {}
+            mod = list(stack.values())[-1][0] if stack else ""
+        ins = [a for a in n.all_input_nodes]
+        nodes.append(
+            {
+                "id": n.name,
+                "op": op,
+                "module": mod,
+                "params": [params[a.name] for a in ins if a.name in params],
+            }
+        )
+        for a in ins:
+            src = alias.get(a.name, a.name)
+            if a.name not in hidden:
+                edges.append((src, n.name))
+    return nodes, edges
+
+
+def _layout(nodes: list[dict], edges: list[tuple]) -> dict[str, tuple[float, float]]:
+    ids = [n["id"] for n in nodes]
+    preds: dict[str, list[str]] = {i: [] for i in ids}
+    for s, d in edges:
+        if s in preds and d in preds:
+            preds[d].append(s)
+    depth: dict[str, int] = {}
+    for i in ids:  # nodes are in topological order
+        depth[i] = 1 + max((depth[p] for p in preds[i]), default=-1)
+    layers: dict[int, list[str]] = {}
+    for i in ids:
+        layers.setdefault(depth[i], []).append(i)
+    pos: dict[str, tuple[float, float]] = {}
+    for d in sorted(layers):
+        row = layers[d]
+        key = {i: sum(pos[p][0] for p in preds[i]) / len(preds[i]) if preds[i] else 0 for i in row}
+        row.sort(key=lambda i: key[i])
+        for k, i in enumerate(row):
+            pos[i] = ((k - (len(row) - 1) / 2) * DX, d * DY)
+    return pos
+
+
+def render_svg(space, nodes: list[dict], edges: list[tuple]) -> str:
+    """Standalone SVG: nodes coloured by group, edges as curves, a legend on top."""
+    zig_group = torch.full((space.num_zigs,), -1, dtype=torch.long)
+    for gi, g in enumerate(space.groups):
+        zig_group[g.offset : g.offset + g.size] = gi
+    colours, used = {}, []
+    for n in nodes:
+        n["group"] = None
+        for p in n["params"]:
+            ps = space.param_slices.get(p)
+            vec = ps.dims.get(0) if ps is not None else None
+            if vec is not None and bool((vec >= 0).any()):
+                n["group"] = int(zig_group[vec[vec >= 0][0]])
+                break
+        g = n["group"]
+        if g is not None and g not in colours:
+            prunable = space.groups[g].prunable
+            colours[g] = _PALETTE[len(used) % len(_PALETTE)] if prunable else "#bbbbbb"
+            used.append(g)
+    pos = _layout(nodes, edges)
+    xs = [x for x, _ in pos.values()] or [0.0]
+    x0, top = min(xs) - W / 2 - 10, 70
+    width = max(max(xs) - min(xs) + W + 20, 620)
+    height = top + max((y for _, y in pos.values()), default=0) + H + 20
+    e = html.escape
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="{x0:.0f} 0 {width:.0f} {height:.0f}" font-family="sans-serif" font-size="10">',
+        f'<rect x="{x0:.0f}" y="0" width="{width:.0f}" height="{height:.0f}" fill="white"/>',
+    ]
+    lx = x0 + 10
+    for label, fill, dash in (
+        ("prunable group (one colour per group)", _PALETTE[0], ""),
+        ("unprunable group", "#bbbbbb", ' stroke-dasharray="3,2"'),
+        ("no parameters", "white", ""),
+    ):
+        out.append(
+            f'<rect x="{lx:.0f}" y="12" width="14" height="12" fill="{fill}" '
+            f'stroke="#333"{dash}/><text x="{lx + 18:.0f}" y="22">{e(label)}</text>'
+        )
+        lx += 24 + 6.2 * len(label)
+    out.append(
+        f'<text x="{x0 + 10:.0f}" y="44">{len(nodes)} ops, {len(edges)} edges; hover a '
+        "node for its module, parameters and group</text>"
+    )
+    for s, d in edges:
+        if s in pos and d in pos:
+            (x1, y1), (x2, y2) = pos[s], pos[d]
+            y1, y2, ym = y1 + top + H, y2 + top, (y1 + y2) / 2 + top + H / 2
+            out.append(
+                f'<path d="M{x1:.0f},{y1:.0f} C{x1:.0f},{ym:.0f} {x2:.0f},{ym:.0f} '
+                f'{x2:.0f},{y2:.0f}" fill="none" stroke="#999" stroke-width="1"/>'
+            )
+    for n in nodes:
+        x, y = pos[n["id"]]
+        g = n["group"]
+        fill = colours.get(g, "white") if g is not None else "white"
+        dash = ' stroke-dasharray="3,2"' if g is not None and not space.groups[g].prunable else ""
+        tip = [f"{n['op']} {n['module']}".strip()] + [f"param {p}" for p in n["params"]]
+        if g is not None:
+            grp = space.groups[g]
+            why = "prunable" if grp.prunable else f"unprunable: {grp.reason}"
+            tip.append(f"group {grp.name} ({grp.size} channels, {why})")
+        label = f"{n['op']} {n['module']}".strip()
+        label = label if len(label) <= 30 else label[:14] + "…" + label[-15:]
+        out.append(
+            f'<g><title>{e(chr(10).join(tip))}</title><rect x="{x - W / 2:.0f}" '
+            f'y="{y + top:.0f}" width="{W}" height="{H}" rx="5" fill="{fill}" '
+            f'stroke="#333"{dash}/><text x="{x:.0f}" y="{y + top + 16:.0f}" '
+            f'text-anchor="middle">{e(label)}</text></g>'
+        )
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def write_graph(space, model, example_inputs: tuple, path: Path) -> Path:
+    """Write the dependency graph to ``path``: ``.svg`` alone, otherwise an HTML page."""
+    nodes, edges = op_graph(model, example_inputs)
+    svg = render_svg(space, nodes, edges)
+    path = Path(path)
+    if path.suffix.lower() == ".svg":
+        path.write_text(svg)
+        return path
+    title = f"trainonce dependency graph: {type(model).__name__}"
+    path.write_text(
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        "<style>body{font-family:sans-serif;margin:1rem}pre{font-size:12px}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>{svg}<h2>Search space</h2>"
+        f"<pre>{html.escape(space.summary(max_rows=200))}</pre></body></html>"
+    )
+    return path

@@ -1,0 +1,98 @@
+"""Bad input gives one clear error line, a non-zero exit, and leaves no files behind."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trainonce.cli.main import main
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def _fails(argv, capsys, match):
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("trainonce: error:"), err
+    assert match in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        (["--model", "no_such_net"], "unknown model 'no_such_net'"),
+        (["--model", "no_such_module:f"], "cannot import module 'no_such_module'"),
+        (["--data", "cifar99"], "unknown dataset 'cifar99'"),
+        (["--target-flops", "1.5"], "strictly between 0 and 1"),
+        (["--target-params", "0"], "strictly between 0 and 1"),
+        (["--target-sparsity", "-0.2"], "strictly between 0 and 1"),
+        (["--data", "datafns:wrong_shapes"], "must be a float tensor [C, H, W]"),
+        (["--data", "datafns:mixed_shapes"], "differs from (1, 8, 8)"),
+        (["--data", "datafns:not_a_pair"], "must return a (train, test) pair"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+    ],
+)
+def test_bad_run_options(tmp_path, capsys, extra, match):
+    out = tmp_path / "run"
+    _fails(["run", "--data", "digits", "--out", str(out), *extra], capsys, match)
+    assert not out.exists()
+
+
+def test_unwritable_output_dir(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    _fails(["run", "--data", "digits", "--out", str(blocker / "run")], capsys, "not writable")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    target = Path("/proc/trainonce-run") if os.geteuid() == 0 else ro / "run"
+    _fails(["run", "--data", "digits", "--out", str(target)], capsys, "not writable")
+    assert not target.exists()
+
+
+def test_nonempty_output_dir(tmp_path, capsys):
+    (tmp_path / "old.txt").write_text("keep me")
+    _fails(["run", "--data", "digits", "--out", str(tmp_path)], capsys, "is not empty")
+    assert (tmp_path / "old.txt").read_text() == "keep me"
+
+
+def test_corrupt_checkpoint_on_resume(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"config": {"data": "digits"}, "info": {}}')
+    (run / "checkpoint.pt").write_bytes(b"not a checkpoint at all")
+    _fails(["run", "--resume", str(run)], capsys, "corrupt checkpoint")
+    assert (run / "checkpoint.pt").read_bytes() == b"not a checkpoint at all"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json"]
+    (run / "checkpoint.pt").unlink()
+    _fails(["run", "--resume", str(run)], capsys, "no checkpoint to resume from")
+    _fails(["run", "--resume", str(tmp_path / "nope")], capsys, "not a trainonce run directory")
+
+
+def test_export_bad_run_dir(tmp_path, capsys):
+    _fails(["export", str(tmp_path), "--format", "onnx"], capsys, "not a trainonce run directory")
+
+
+def test_analyze_bad_input(tmp_path, capsys):
+    _fails(["analyze", "no_such_net"], capsys, "unknown model")
+    _fails(["analyze", "resnet8", "--input-shape", "1,x"], capsys, "--input-shape")
+    _fails(["analyze", "resnet8", "--graph", str(tmp_path / "g.png")], capsys, ".html or .svg")
+
+
+def test_entry_point_subprocess(tmp_path):
+    env = {**os.environ, "PYTHONPATH": SRC}
+    cmd = [sys.executable, "-m", "trainonce.cli.main"]
+    ok = subprocess.run([*cmd, "run", "--help"], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0 and "--target-flops" in ok.stdout
+    bad = subprocess.run(
+        [*cmd, "run", "--model", "nope", "--out", str(tmp_path / "x")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == [bad.stderr.strip()]
+    assert "unknown model 'nope'" in bad.stderr

@@ -1,0 +1,94 @@
+"""End-to-end ``trainonce run`` on a tiny budget, resume after Ctrl-C, and ``export``."""
+
+import json
+import os
+
+import onnxruntime as ort
+import pytest
+import torch
+
+import trainonce
+from trainonce.cli.main import main
+from trainonce.data import load_data
+from trainonce.zoo import build_model
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    argv = ["run", "--data", "digits", "--epochs", "1", "--batch-size", "64", "--out", str(out)]
+    assert main(argv + ["--no-progress"]) == 0
+    return out
+
+
+def test_run_directory(run_dir, capsys):
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.json", "checkpoint.pt", "model.onnx", "report.html", "summary.json"} <= names
+    assert ".staging" not in names
+    for png in ("curves.png", "sparsity.png", "channels.png"):
+        assert (run_dir / "plots" / png).stat().st_size > 1000
+    report = (run_dir / "report.html").read_text()
+    assert "Dense vs slim" in report and "plots/curves.png" in report and "latency" in report
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["params"][1] < s["params"][0] and s["flops"][1] < s["flops"][0]
+    assert s["onnx_max_diff"] < 1e-4
+
+
+def test_slim_model_loads_and_matches(run_dir):
+    cfg = json.loads((run_dir / "config.json").read_text())
+    info = cfg["info"]
+    bundle = load_data("digits")
+    x = torch.stack([bundle.test[i][0] for i in range(8)])
+
+    def factory():
+        return build_model("resnet8", info["num_classes"], info["data_channels"]).model
+
+    slim = trainonce.load(run_dir / "slim", factory).eval()
+    dense = factory()
+    dense.load_state_dict(torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"])
+    with torch.no_grad():
+        ref, got = dense.eval()(x), slim(x)
+    assert (ref - got).abs().max() < 1e-4
+    assert sum(p.numel() for p in slim.parameters()) < sum(p.numel() for p in dense.parameters())
+    sess = ort.InferenceSession(str(run_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx_out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    assert abs(onnx_out - got.numpy()).max() < 1e-4
+
+
+@pytest.mark.parametrize(
+    "fmt,name",
+    [("onnx", "model.onnx"), ("torch-export", "model.pt2"), ("safetensors", "model.safetensors")],
+)
+def test_export(run_dir, fmt, name, capsys):
+    assert main(["export", str(run_dir), "--format", fmt]) == 0
+    assert (run_dir / "exports" / name).is_file()
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_interrupt_then_resume(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("TRAINONCE_TEST_INTERRUPTED", raising=False)
+    monkeypatch.setenv("TRAINONCE_TEST_AT", "2")
+    out = tmp_path / "r"
+    argv = [
+        "run",
+        "--data",
+        "datafns:interrupting_digits",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 130
+    assert "resume with" in capsys.readouterr().out
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 2 and len(state["history"]) == state["step"]
+    assert not (out / "report.html").exists()
+    assert os.environ["TRAINONCE_TEST_INTERRUPTED"] == "1"
+    assert main(["run", "--resume", str(out), "--no-progress"]) == 0
+    assert f"at step {state['step']}/4" in capsys.readouterr().out
+    assert (out / "report.html").exists()
+    final = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert final["step"] == 4 and [r["step"] for r in final["history"]] == [1, 2, 3, 4]
