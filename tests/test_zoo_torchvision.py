@@ -12,7 +12,7 @@ ZOO = {
     "wide_resnet50_2": 32, "densenet121": 32, "googlenet": 32, "inception_v3": 80,
     "mobilenet_v2": 32, "mobilenet_v3_large": 32, "mnasnet0_5": 32, "shufflenet_v2_x0_5": 32,
     "squeezenet1_0": 48, "efficientnet_b0": 32, "efficientnet_v2_s": 32, "regnet_x_400mf": 32,
-    "regnet_y_400mf": 32, "convnext_tiny": 32, "vit_b_16": 32, "swin_t": 64, "swin_v2_t": 64,
+    "regnet_y_400mf": 32, "convnext_tiny": 32, "vit_b_16": 32, "swin_t": 56, "swin_v2_t": 56,
     "maxvit_t": 224,
 }
 KWARGS = {

@@ -75,12 +75,21 @@ def couple(
             owners = {it.op for it in spanning}
             bare = [i for i in parts if i not in owners]
             reason = ""
+            spansets = {spans(it.t) for it in spanning}
             if ch in fixed:
                 reason = fixed_reason
             elif bare:
                 reason = f"meets {operands[bare[0]].labels.why} at {rec.where}"
-            elif len({spans(it.t) for it in spanning}) > 1:
-                reason = f"channels laid out differently by the operands of {rec.where}"
+            elif len(spansets) > 1 and any(operands[it.op].labels.constant for it in spanning):
+                reason = f"laid out differently by a constant operand of {rec.where}"
+            elif len(spansets) > 1:
+                # e.g. (head) meets (head, head_dim): cut only what all share, i.e. whole heads
+                common = frozenset.intersection(*spansets)
+                for it in spanning:
+                    for d in sorted(spans(it.t) - common):
+                        it.t = rec.coarsen(it.t, d, f"laid out as whole units by {rec.where}")
+                changed = True
+                continue
             elif ch not in out_letters:
                 weighted = any(operands[i].labels.param_view for i in owners)
                 if not weighted or any(len(spans(it.t)) > 1 for it in spanning):

@@ -30,12 +30,14 @@ def compress(axis: Axis) -> Axis:
 @dataclass
 class Labels:
     """Labels of one tensor: its shape, its axes (each dim spanned by at most one axis), the
-    parameter it is a pure view of (if any), and why it is unlabelled where it is."""
+    parameter it is a pure view of (if any), why it is unlabelled where it is, and whether it
+    is computed from buffers and constants alone (no parameter, no input)."""
 
     shape: tuple[int, ...]
     axes: list[Axis] = field(default_factory=list)
     param_view: str | None = None
     why: str = "a computed tensor"
+    constant: bool = False
 
     @property
     def ndim(self) -> int:
@@ -51,7 +53,7 @@ class Labels:
         shape = tuple(self.shape if shape is None else shape)
         kept = [compress(a) for a in axes]
         kept = [a for a in kept if a.numel() > 1 or bool((a != 0).any())]
-        return Labels(shape, kept, param_view, self.why)
+        return Labels(shape, kept, param_view, self.why, self.constant)
 
 
 def unlabelled(shape, why: str) -> Labels:

@@ -85,6 +85,7 @@ def propagate(traced: Traced, exclude: list[str] | None = None) -> Propagation:
             why = (f"the model input '{node.name}'" if node.name in traced.user_inputs
                    else "a constant tensor")
             env[node] = unlabelled(shape, why)
+            env[node].constant = node.name not in traced.user_inputs
             continue
         axes, atoms = _fresh_labels(rec, shape)
         is_param = node.name in traced.params
@@ -95,7 +96,8 @@ def propagate(traced: Traced, exclude: list[str] | None = None) -> Propagation:
             axes = [ids.reshape([s if d == k else 1 for k, s in enumerate(shape)])
                     for d, ids in atoms.items()]
         store[name] = atoms
-        env[node] = Labels(shape, axes, name if is_param else None, f"buffer '{name}'")
+        env[node] = Labels(shape, axes, name if is_param else None, f"buffer '{name}'",
+                           constant=not is_param)
         if is_param and not seen:
             rec.where = f"parameter '{name}'"
             rec.cost("params", 1, list(atoms.values()))
@@ -125,6 +127,7 @@ def _walk(graph: fx.Graph, gm: torch.nn.Module, env: dict, prop: Propagation):
             continue
         if node.op == "placeholder" or node.op == "get_attr":
             env[node] = unlabelled(_shape(node.meta.get("val")) or (), "a constant tensor")
+            env[node].constant = True
             continue
         if node.op == "output":
             outputs = _resolve(env, node.args[0])
@@ -157,12 +160,29 @@ def _apply(node: fx.Node, env: dict, prop: Propagation):
         prop.warnings.append(msg)
         return _opaque(rec, tensors, out, f"no channel rule for {rec.where}")
     try:
-        return rule(rec, list(args), dict(kwargs), out)
+        res = rule(rec, list(args), dict(kwargs), out)
+        _check_fits(res, out)
+        if tensors and all(t.constant for t in tensors):
+            for r in res if isinstance(res, list) else [res]:
+                if isinstance(r, Labels):
+                    r.constant = True
+        return res
     except Exception as exc:  # noqa: BLE001 - an unexpected call form: pin, never guess
         msg = f"the rule for {rec.where} did not apply ({type(exc).__name__}: {exc}); kept whole"
         warnings.warn(f"trainonce: {msg}", stacklevel=3)
         prop.warnings.append(msg)
         return _opaque(rec, tensors, out, f"unsupported use of {rec.where}")
+
+
+def _check_fits(res, out) -> None:
+    """A rule's labels must fit the traced output shapes; anything else is a rule bug."""
+    pairs = zip(res, out) if isinstance(out, list) and isinstance(res, list) else [(res, out)]
+    for lab, shape in pairs:
+        if not isinstance(lab, Labels) or shape is None:
+            continue
+        for a in lab.axes:
+            if a.dim() != len(shape) or any(s not in (1, n) for s, n in zip(a.shape, shape)):
+                raise ValueError(f"labels {tuple(a.shape)} do not fit output {tuple(shape)}")
 
 
 def _opaque(rec: Recorder, tensors: list[Labels], out, reason: str):

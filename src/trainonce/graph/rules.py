@@ -62,14 +62,16 @@ def view_like(rec, args, kwargs, out):
 
 
 def creation(rec, args, kwargs, out):
-    return unlabelled(out, f"a constant created at {rec.where}")
+    res = unlabelled(out, f"a constant created at {rec.where}")
+    res.constant = True
+    return res
 
 
-def reduction(rec, args, kwargs, out):
+def reduction(rec, args, kwargs, out, dim_index: int = 1):
     x = args[0]
     if len(args) > 1 and isinstance(args[1], Labels):  # max.other / min.other: element-wise
         return elementwise(rec, args, kwargs, out)
-    dims = _arg(args, kwargs, 1, "dim")
+    dims = _arg(args, kwargs, dim_index, "dim")
     if not isinstance(dims, (int, list, tuple)):
         dims = None
     if isinstance(out, list):
@@ -276,7 +278,7 @@ _ELEMENTWISE = (
 _FIRST = (
     "dropout feature_dropout alpha_dropout feature_alpha_dropout native_dropout clone contiguous "
     "alias detach lift_fresh_copy to _to_copy type_as zeros_like ones_like full_like empty_like "
-    "rand_like randn_like randint_like bernoulli"
+    "rand_like randn_like randint_like bernoulli zero"
 )
 _CREATION = (
     "arange zeros ones full empty new_zeros new_ones new_full new_empty scalar_tensor randn rand "
@@ -309,6 +311,8 @@ TABLE.update({op: first for op in _ops(_FIRST)})
 TABLE.update({getattr(aten, n + "_"): first for n in _FIRST.split() if hasattr(aten, n + "_")})
 TABLE.update({op: creation for op in _ops(_CREATION)})
 TABLE.update({op: reduction for op in _ops(_REDUCTIONS)})
+TABLE.update({op: lambda r, a, k, o: reduction(r, a, k, o, dim_index=2)  # (x, ord, dim, ...)
+              for op in _ops("norm linalg_vector_norm")})
 TABLE.update({op: mixing_along(1) for op in _ops(_MIXING)})
 TABLE[aten.diff] = mixing_along(2)
 TABLE[aten.topk] = mixing_along(2)
