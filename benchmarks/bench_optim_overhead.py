@@ -1,8 +1,5 @@
-"""Optimizer step overhead: trainonce optimizers vs torch.optim on resnet50's parameters.
-
-Interleaved in one run (A, B, A, B ...), median of per-round ratios; also the one-off cost of a
-period-start selection. Writes benchmarks/results/optim_overhead.md.
-Usage: python benchmarks/bench_optim_overhead.py [--rounds 15] [--threads 2]
+"""Optimizer step overhead vs torch.optim (default and foreach) on resnet50's parameters, space
+from `trainonce.analyze`, interleaved rounds. Usage: [--rounds 15] [--threads 2]
 """
 
 from __future__ import annotations
@@ -26,50 +23,31 @@ except Exception:
 import torchvision  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "optim"))
 sys.path.insert(0, os.path.join(HERE, "..", "src"))
-from handspace import ChannelSpec, build_space  # noqa: E402
-
+import trainonce  # noqa: E402
 from trainonce.optim import DHSPG, HESSO, HSPG  # noqa: E402
 
-
-def resnet50_specs(model) -> list[ChannelSpec]:
-    """Every conv's out-channels with its BN and the consumers' input columns; residual
-    channels of a stage are one coupled group."""
-    specs = []
-    stages = [model.layer1, model.layer2, model.layer3, model.layer4]
-    names = ["layer1", "layer2", "layer3", "layer4"]
-    specs.append(
-        ChannelSpec(
-            "stem", [("conv1", "bn1")], [("layer1.0.conv1", 1), ("layer1.0.downsample.0", 1)]
-        )
-    )
-    for si, (stage, sn) in enumerate(zip(stages, names, strict=True)):
-        n = len(stage)
-        for b in range(n):
-            p = f"{sn}.{b}"
-            specs.append(ChannelSpec(f"{p}.c1", [(f"{p}.conv1", f"{p}.bn1")], [(f"{p}.conv2", 1)]))
-            specs.append(ChannelSpec(f"{p}.c2", [(f"{p}.conv2", f"{p}.bn2")], [(f"{p}.conv3", 1)]))
-        prods = [(f"{sn}.0.downsample.0", f"{sn}.0.downsample.1")]
-        prods += [(f"{sn}.{b}.conv3", f"{sn}.{b}.bn3") for b in range(n)]
-        cons = [(f"{sn}.{b}.conv1", 1) for b in range(1, n)]
-        if si + 1 < 4:
-            nxt = names[si + 1]
-            cons += [(f"{nxt}.0.conv1", 1), (f"{nxt}.0.downsample.0", 1)]
-        else:
-            cons += [("fc", 1)]
-        specs.append(ChannelSpec(f"{sn}.res", prods, cons))
-    return specs
+SGD = dict(lr=0.01, momentum=0.9, weight_decay=1e-4)
+ADAMW = dict(lr=1e-3, weight_decay=1e-2)
+# schedules that put the timed steps (3..) in warm-up, inside a long pruning period, or after
+WARM = dict(total_steps=10_000, start_pruning_step=5000, pruning_steps=2000)
+PRUNE = dict(total_steps=10_000, start_pruning_step=1, pruning_steps=2000, pruning_periods=2)
+AFTER = dict(total_steps=10_000, start_pruning_step=1, pruning_steps=2, pruning_periods=2)
+CASES = [
+    ("HESSO", HESSO, "sgd", WARM),
+    ("HESSO", HESSO, "sgd", PRUNE),
+    ("HESSO", HESSO, "sgd", AFTER),
+    ("HESSO", HESSO, "adamw", WARM),
+    ("HESSO", HESSO, "adamw", PRUNE),
+    ("HESSO", HESSO, "adamw", AFTER),
+    ("DHSPG", DHSPG, "sgd", PRUNE),
+    ("DHSPG", DHSPG, "sgd", AFTER),
+    ("HSPG", HSPG, "sgd", WARM),
+    ("HSPG", HSPG, "sgd", PRUNE),
+]
 
 
-def make(seed=0):
-    torch.manual_seed(seed)
-    model = torchvision.models.resnet50(weights=None)
-    grads = {n: torch.randn_like(p) * 1e-2 for n, p in model.named_parameters()}
-    return model, grads
-
-
-def set_grads(model, grads):
+def set_grads(model, grads) -> None:
     for n, p in model.named_parameters():
         p.grad = grads[n].clone()
 
@@ -80,30 +58,42 @@ def timed_step(opt) -> float:
     return time.perf_counter() - t0
 
 
-def compare(name, make_ours, make_ref, rounds, space_model, grads):
-    m_ref = copy.deepcopy(space_model)
-    ours = make_ours()
-    ref = make_ref(m_ref.parameters())
-    set_grads(space_model, grads)
-    set_grads(m_ref, grads)
+def ref_opt(params, variant: str, foreach: bool | None):
+    if variant == "sgd":
+        return torch.optim.SGD(params, foreach=foreach, **SGD)
+    return torch.optim.AdamW(params, foreach=foreach, **ADAMW)
+
+
+def compare(model, space_fn, cls, variant, sched, grads, rounds) -> dict:
+    mdl = copy.deepcopy(model)
+    ours = cls(
+        space_fn(mdl),
+        variant=variant,
+        target_group_sparsity=0.5,
+        **(SGD if variant == "sgd" else ADAMW),
+        **sched,
+    )
+    refs = {}
+    for fe in (None, True):
+        m = copy.deepcopy(model)
+        set_grads(m, grads)
+        refs[fe] = ref_opt(m.parameters(), variant, fe)
+    set_grads(mdl, grads)
     for _ in range(3):  # warm: state allocated, first selections done
         ours.step()
-        ref.step()
-    ratios, t_ours, t_ref = [], [], []
+        for r in refs.values():
+            r.step()
+    t = {"ours": [], None: [], True: []}
     for _ in range(rounds):
-        b = timed_step(ref)
-        a = timed_step(ours)
-        ratios.append(a / b)
-        t_ours.append(a)
-        t_ref.append(b)
-    phase = ours.metrics()["phase"]
-    return dict(
-        name=name,
-        phase=phase,
-        ratio=statistics.median(ratios),
-        ours_ms=1e3 * statistics.median(t_ours),
-        ref_ms=1e3 * statistics.median(t_ref),
-    )
+        t[None].append(timed_step(refs[None]))
+        t["ours"].append(timed_step(ours))
+        t[True].append(timed_step(refs[True]))
+    ratio = {
+        fe: statistics.median(a / b for a, b in zip(t["ours"], t[fe], strict=True))
+        for fe in (None, True)
+    }
+    ms = {k: 1e3 * statistics.median(v) for k, v in t.items()}
+    return dict(phase=ours.metrics()["phase"], ratio=ratio, ms=ms)
 
 
 def main() -> None:
@@ -112,65 +102,52 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model, grads = make()
+    load0 = os.getloadavg()
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50(weights=None)
+    grads = {n: torch.randn_like(p) * 1e-2 for n, p in model.named_parameters()}
+    example = torch.randn(1, 3, 64, 64)
     t0 = time.perf_counter()
-    space = build_space(model, resnet50_specs(model), torch.zeros(1, 3, 64, 64))
+    space = trainonce.analyze(model, example)
     t_space = time.perf_counter() - t0
-    n_params = sum(p.numel() for p in model.parameters())
-    sgd = dict(lr=0.01, momentum=0.9, weight_decay=1e-4)
-    adamw = dict(lr=1e-3, weight_decay=1e-2)
-    # schedules that put step 3.. inside a long pruning period, or after pruning
-    in_period = dict(
-        total_steps=10_000, start_pruning_step=1, pruning_steps=2000, pruning_periods=2
-    )
-    after = dict(total_steps=10_000, start_pruning_step=1, pruning_steps=2, pruning_periods=2)
-    warm = dict(total_steps=10_000, start_pruning_step=5000, pruning_steps=2000)
+
+    def space_fn(m):
+        return trainonce.analyze(m, example)
+
     rows = []
-    cases = [
-        ("HESSO sgd", HESSO, sgd, "sgd", warm),
-        ("HESSO sgd", HESSO, sgd, "sgd", in_period),
-        ("HESSO sgd", HESSO, sgd, "sgd", after),
-        ("HESSO adamw", HESSO, adamw, "adamw", in_period),
-        ("HESSO adamw", HESSO, adamw, "adamw", after),
-        ("DHSPG sgd", DHSPG, sgd, "sgd", in_period),
-        ("HSPG sgd", HSPG, sgd, "sgd", warm),
-    ]
-    for name, cls, hp, variant, sched in cases:
-        mdl = copy.deepcopy(model)
-        sp = build_space(mdl, resnet50_specs(mdl), torch.zeros(1, 3, 64, 64))
-
-        def ours(cls=cls, sp=sp, hp=hp, variant=variant, sched=sched):
-            return cls(sp, variant=variant, target_group_sparsity=0.5, **hp, **sched)
-
-        def ref(params, variant=variant, hp=hp):
-            if variant == "sgd":
-                return torch.optim.SGD(params, **hp)
-            return torch.optim.AdamW(params, **hp)
-
-        rows.append(compare(name, ours, ref, args.rounds, mdl, grads))
+    for name, cls, variant, sched in CASES:
+        r = compare(model, space_fn, cls, variant, sched, grads, args.rounds)
+        rows.append((f"{name} {variant}", r))
         print(rows[-1], flush=True)
     # one-off: a period-start selection (scores + budget search), FLOPs target
     mdl = copy.deepcopy(model)
-    sp = build_space(mdl, resnet50_specs(mdl), torch.zeros(1, 3, 64, 64))
-    opt = HESSO(sp, target_flops=0.5, **sgd, **in_period)
+    opt = HESSO(space_fn(mdl), target_flops=0.5, **SGD, **PRUNE)
     set_grads(mdl, grads)
     opt.step()
     sel = timed_step(opt)  # step 1 = period start
+    load1 = os.getloadavg()
+    n_params = sum(p.numel() for p in model.parameters())
     lines = [
         "# Optimizer step overhead on resnet50 parameters",
         "",
-        f"{n_params / 1e6:.1f}M params, {space.num_zigs} ZIGs in {len(space.groups)} groups "
-        f"(hand-built space, {t_space:.2f}s to build); torch {torch.__version__}, "
-        f"{args.threads} threads, {args.rounds} interleaved rounds, median of per-round ratios.",
-        "Reference: torch.optim.SGD / AdamW (default foreach path), same hyper-parameters.",
+        f"{n_params / 1e6:.1f}M params, {space.num_zigs} ZIGs ({space.num_prunable_zigs} "
+        f"prunable) in {len(space.groups)} groups from `trainonce.analyze` at 64x64 "
+        f"({t_space:.1f} s); torch {torch.__version__}, {args.threads} threads, {args.rounds} "
+        "interleaved rounds (torch default, ours, torch foreach), median of per-round ratios; "
+        "target_group_sparsity 0.5. Reference: torch.optim.SGD / AdamW with the same "
+        "hyper-parameters; `default` = foreach=None, which on CPU is the for-loop path "
+        "(foreach=False), `foreach` = foreach=True.",
+        f"Machine load (1-min load average, 2 cores, shared): {load0[0]:.1f} before, "
+        f"{load1[0]:.1f} after; absolute ms vary with load, ratios are from the same rounds.",
         "",
-        "| optimizer | phase | ours ms | torch ms | ratio |",
-        "|---|---|---:|---:|---:|",
+        "| optimizer | phase | ours ms | torch default ms | torch foreach ms "
+        "| ratio vs default | ratio vs foreach |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
+    for name, r in rows:
         lines.append(
-            f"| {r['name']} | {r['phase']} | {r['ours_ms']:.1f} | {r['ref_ms']:.1f} "
-            f"| {r['ratio']:.2f}x |"
+            f"| {name} | {r['phase']} | {r['ms']['ours']:.0f} | {r['ms'][None]:.0f} | "
+            f"{r['ms'][True]:.0f} | {r['ratio'][None]:.2f}x | {r['ratio'][True]:.2f}x |"
         )
     lines += [
         "",

