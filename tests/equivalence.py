@@ -24,8 +24,10 @@ def make_zeroing_visible(model: nn.Module, inputs, seed: int = 0) -> None:
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.momentum = None  # cumulative average over the calibration passes
         args, kwargs = trainonce.trace.normalize_inputs(inputs)
-        for _ in range(2):
-            model(*args, **kwargs)
+        if len(args) == 1 and not kwargs and args[0].is_floating_point():
+            # a real batch: statistics from 2 images at 1x1 resolution would be degenerate
+            args = (torch.randn((32,) + tuple(args[0].shape[1:]), generator=gen),)
+        model(*args, **kwargs)
     model.eval()
 
 

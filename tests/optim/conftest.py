@@ -1,56 +1,12 @@
-"""Fixtures for the optimizer tests: hand-built spaces (see handspace.py) and small data."""
-
-from __future__ import annotations
+"""Optimizer tests run single-threaded (bit-exact comparisons, shared 2-core machine)."""
 
 import pytest
 import torch
-from handspace import SmallCNN, smallcnn_space
-
-from trainonce.optim import DHSPG, HESSO, HESSOCRIC, HSPG
-
-OPTIMIZERS = [HESSO, HESSOCRIC, DHSPG, HSPG]
 
 
 @pytest.fixture(autouse=True)
 def _threads():
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
-
-
-def toy_batch(step: int, n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Deterministic learnable toy batch for step ``step`` (class = brightest quadrant + ...)."""
-    g = torch.Generator().manual_seed(1000 + step)
-    y = torch.randint(0, 10, (n,), generator=g)
-    x = torch.randn(n, 1, 8, 8, generator=g) * 0.5
-    x[torch.arange(n), 0, y % 8, (y * 3) % 8] += 3.0
-    return x, y
-
-
-def make_run(cls, seed: int = 0, widths=(8, 8, 16), **kw):
-    """A fresh (model, space, optimizer) triple; HESSOCRIC gets a loss_fn on a fixed batch."""
-    torch.manual_seed(seed)
-    model = SmallCNN(widths)
-    space = smallcnn_space(model)
-    if cls is HESSOCRIC:
-        xb, yb = toy_batch(-1, 64)
-        kw.setdefault("loss_fn", lambda: torch.nn.functional.cross_entropy(model(xb), yb))
-    opt = cls(space, **kw)
-    return model, space, opt
-
-
-def train_steps(
-    model, opt, start: int, stop: int, clip: float | None = None, leak: float = 0.0
-) -> None:
-    """``leak`` adds ``leak * sum(all weights)``: a loss term whose gradient is non-zero on
-    every weight (as an L1 term or a distillation on weights would be), so zero groups are not
-    a fixed point of the gradient and only the optimizer's masking keeps them at zero."""
-    model.train()
-    for t in range(start, stop):
-        x, y = toy_batch(t)
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        if leak:
-            loss = loss + leak * sum(p.sum() for p in model.parameters())
-        loss.backward()
-        if clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
+    yield
+    torch.set_num_threads(before)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import make_run, toy_batch
+from runs import make_run, toy_batch
 
 from trainonce.optim import DHSPG, HESSO, HESSOCRIC
 

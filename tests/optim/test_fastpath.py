@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_run, train_steps
+from runs import make_run, train_steps
 
 from trainonce.optim import DHSPG, HESSO
 from trainonce.optim.zigview import ext

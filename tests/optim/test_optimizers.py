@@ -6,8 +6,8 @@ import io
 
 import pytest
 import torch
-from conftest import OPTIMIZERS, make_run, train_steps
 from handspace import slim_smallcnn
+from runs import OPTIMIZERS, make_run, train_steps
 
 from trainonce.optim import DHSPG, HESSO, HSPG
 
