@@ -8,7 +8,6 @@ import argparse
 import copy
 import os
 import statistics
-import sys
 import time
 
 import torch
@@ -22,10 +21,10 @@ except Exception:
     _lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
 import torchvision  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "src"))
 import trainonce  # noqa: E402
 from trainonce.optim import DHSPG, HESSO, HSPG  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 SGD = dict(lr=0.01, momentum=0.9, weight_decay=1e-4)
 ADAMW = dict(lr=1e-3, weight_decay=1e-2)

@@ -8,19 +8,16 @@ import argparse
 import copy
 import os
 import statistics
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "optim"))
-sys.path.insert(0, os.path.join(HERE, "..", "src"))
-from handspace import SmallCNN  # noqa: E402
+import trainonce
+from trainonce.optim import DHSPG, HESSO, HESSOCRIC, HSPG
+from trainonce.zoo.resnet import ResNet8
 
-import trainonce  # noqa: E402
-from trainonce.optim import DHSPG, HESSO, HESSOCRIC, HSPG  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 METHODS = {"HESSO": HESSO, "HESSO-CRIC": HESSOCRIC, "DHSPG": DHSPG, "HSPG": HSPG}
 
@@ -49,7 +46,7 @@ def load(name: str):
 def train(data, method: str | None, keep: float, seed: int, epochs: int, widths):
     xtr, ytr, xte, yte = data
     torch.manual_seed(seed)
-    model = SmallCNN(widths)
+    model = ResNet8(num_classes=10, in_channels=1, width=widths)
     space = trainonce.analyze(model, xtr[:2])
     bs = 64
     spe = (len(ytr) + bs - 1) // bs
@@ -88,7 +85,7 @@ def train_tp(data, keep: float, seed: int, epochs: int, widths):
 
     xtr, ytr, xte, yte = data
     torch.manual_seed(seed)
-    model = SmallCNN(widths)
+    model = ResNet8(num_classes=10, in_channels=1, width=widths)
     ex = xtr[:1]
     dense_macs = tp.utils.count_ops_and_params(model, ex)[0]
     bs, spe = 64, (len(ytr) + 63) // 64
@@ -185,12 +182,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     seeds = list(range(args.seeds or cfg["seeds"]))
     methods = list(METHODS) + ([] if args.no_tp else ["Torch-Pruning"])
-    widths = (32, 32, 64)
+    widths = 16  # the built-in resnet8 of `trainonce run`: stages 16/32/64
     load0 = os.getloadavg()[0]
     lines = [
         "# Accuracy vs FLOPs kept (from scratch, no separate fine-tuning for trainonce)",
         "",
-        f"SmallCNN{widths} (stem, residual block, conv, GAP, fc); space from "
+        f"built-in ResNet8 (width {widths}: stem + three residual stages, GAP, fc); space from "
         "`trainonce.analyze`, slim model from `trainonce.construct_subnet` (checked to predict "
         "the same classes as the zeroed model). SGD momentum 0.9, wd 5e-4, lr 0.1 cosine, "
         f"batch 64; seeds {', '.join(map(str, seeds))}; torch {torch.__version__}, "

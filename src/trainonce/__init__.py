@@ -5,7 +5,7 @@ optimizer that zeroes whole groups while training -> exact slim sub-network (`co
 """
 
 from .io import load, save
-from .optim import DHSPG, HESSO, HSPG, HESSOCRIC
+from .optim import DHSPG, HESSO, HESSOCRIC, HSPG
 from .space import Group, Member, SearchSpace
 from .space.build import NothingPrunableError, analyze
 from .subnet import SubnetMismatchError, construct_subnet

@@ -199,7 +199,8 @@ def _opaque(rec: Recorder, tensors: list[Labels], out, reason: str):
 
 def _walk_hop(node: fx.Node, gm: torch.nn.Module, env: dict, prop: Propagation):
     """Higher-order ops (grad-mode / autocast regions) run a sub-graph: walk it in place."""
-    sub_i = next(i for i, a in enumerate(node.args) if isinstance(a, fx.Node) and a.op == "get_attr")
+    sub_i = next(i for i, a in enumerate(node.args)
+                 if isinstance(a, fx.Node) and a.op == "get_attr")
     sub = getattr(gm, node.args[sub_i].target)
     inputs = [_resolve(env, a) for a in node.args[sub_i + 1:]]
     sub_env: dict = {}

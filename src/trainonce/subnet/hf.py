@@ -15,8 +15,8 @@ def update_hf_config(model: nn.Module) -> list[str]:
     if config is None or not hasattr(config, "to_dict"):
         return []
     notes = []
-    mlp = [m for name, m in model.named_modules() if name.endswith(("mlp.up_proj", "intermediate.dense",
-                                                                     "mlp.c_fc"))]
+    ends = ("mlp.up_proj", "intermediate.dense", "mlp.c_fc")
+    mlp = [m for name, m in model.named_modules() if name.endswith(ends)]
     widths = [m.weight.shape[0] if isinstance(m, nn.Linear) else m.weight.shape[-1] for m in mlp]
     if widths and hasattr(config, "intermediate_size"):
         w = _uniform(widths)
@@ -26,7 +26,7 @@ def update_hf_config(model: nn.Module) -> list[str]:
             notes.append(f"MLP widths differ per layer ({min(widths)}..{max(widths)}); "
                          "config.intermediate_size left as is: reload with trainonce.load")
     heads = []
-    for name, m in model.named_modules():
+    for m in model.modules():
         q = getattr(m, "q_proj", None) or getattr(m, "query", None)
         hd = getattr(m, "head_dim", None) or getattr(m, "attention_head_size", None)
         if isinstance(q, nn.Linear) and hd:
