@@ -127,7 +127,7 @@ def _diagnose(exc: Exception) -> str:
             "cannot be captured as one graph; rewrite it with torch.where/torch.cond or exclude "
             "that branch"
         )
-    elif "shape" in lowered or "size" in lowered or "mismatch" in lowered:
+    elif any(w in lowered for w in ("shape", "size", "match", "expected input")):
         hint = "the example inputs do not fit the model: check their shapes and dtypes"
     else:
         hint = "torch.export could not capture the model with these example inputs"

@@ -84,11 +84,12 @@ def update_sizes(model: nn.Module, before: dict[str, dict]) -> None:
             if isinstance(m, cls):
                 fn(m, before.get(name, {}))
                 break
+    for m in model.modules():  # after the layers: these read their children's new sizes
         _hf_sizes(m)
 
 
 def _hf_sizes(m: nn.Module) -> None:
-    """Hugging Face modules that keep sizes as attributes (Conv1D, attention head counts)."""
+    """Hugging Face / timm modules that keep sizes as attributes (Conv1D, attention heads)."""
     w = getattr(m, "weight", None)
     if hasattr(m, "nf") and isinstance(w, nn.Parameter) and w.dim() == 2:  # GPT-2 Conv1D
         m.nx, m.nf = w.shape
@@ -96,6 +97,11 @@ def _hf_sizes(m: nn.Module) -> None:
     if isinstance(query, nn.Linear) and hasattr(m, "attention_head_size"):
         m.all_head_size = query.out_features
         m.num_attention_heads = query.out_features // m.attention_head_size
+    qkv = getattr(m, "qkv", None)  # timm Attention: reshape(B, N, 3, num_heads, head_dim)
+    if isinstance(qkv, nn.Linear) and hasattr(m, "num_heads") and getattr(m, "head_dim", None):
+        m.num_heads = qkv.out_features // (3 * m.head_dim)
+        if hasattr(m, "attn_dim"):
+            m.attn_dim = m.num_heads * m.head_dim
     c_attn = getattr(m, "c_attn", None)
     if c_attn is not None and hasattr(m, "split_size") and hasattr(m, "head_dim"):
         width = c_attn.weight.shape[-1] // (2 if getattr(m, "is_cross_attention", False) else 3)
