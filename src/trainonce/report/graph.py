@@ -114,7 +114,7 @@ def render_svg(space, nodes: list[dict], edges: list[tuple]) -> str:
     pos = _layout(nodes, edges)
     xs = [x for x, _ in pos.values()] or [0.0]
     x0, top = min(xs) - W / 2 - 10, 70
-    width = max(max(xs) - min(xs) + W + 20, 620)
+    width = max(max(xs) - min(xs) + W + 60, 620)  # room for skip edges on the right
     height = top + max((y for _, y in pos.values()), default=0) + H + 20
     e = html.escape
     out = [
@@ -140,6 +140,13 @@ def render_svg(space, nodes: list[dict], edges: list[tuple]) -> str:
     for s, d in edges:
         if s in pos and d in pos:
             (x1, y1), (x2, y2) = pos[s], pos[d]
+            if y2 - y1 > 1.5 * DY:  # skips rows (a residual): go round the right of the column
+                xa, xb, c1, c2 = x1 + W / 2, x2 + W / 2, y1 + top + H / 2, y2 + top + H / 2
+                out.append(
+                    f'<path d="M{xa:.0f},{c1:.0f} C{xa + 40:.0f},{c1:.0f} {xb + 40:.0f},{c2:.0f} '
+                    f'{xb:.0f},{c2:.0f}" fill="none" stroke="#999" stroke-width="1"/>'
+                )
+                continue
             y1, y2, ym = y1 + top + H, y2 + top, (y1 + y2) / 2 + top + H / 2
             out.append(
                 f'<path d="M{x1:.0f},{y1:.0f} C{x1:.0f},{ym:.0f} {x2:.0f},{ym:.0f} '
