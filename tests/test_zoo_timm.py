@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from equivalence import check_slim, make_zeroing_visible
 
 timm = pytest.importorskip("timm")

@@ -66,8 +66,8 @@ def direction(
             if buf is None:
                 buf = g * hold if fuse else g.detach().clone()
                 state["momentum_buffer"] = buf
-            elif fuse:
-                buf.mul_(mom).addcmul_(g, hold)
+            elif fuse:  # (m*buf + g) * hold: add_ + mul_ is cheaper than addcmul_ on CPU
+                buf.mul_(mom).add_(g).mul_(hold)
             else:
                 buf.mul_(mom).add_(g)
             if group["nesterov"]:
@@ -96,7 +96,13 @@ def direction(
     exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
     exp_avg.lerp_(g, 1 - b1)
     exp_avg_sq.mul_(b2).addcmul_(g, g, value=1 - b2)
-    denom = torch.sqrt(exp_avg_sq, out=scratch.get(p, 1))
+    if hold is not None:
+        # sqrt of exact zeros (the held slices) takes a slow path on CPU (~10x); clamping them to
+        # the smallest normal float changes no other value and keeps their update at 0 (m = 0)
+        denom = torch.clamp_min(exp_avg_sq, torch.finfo(p.dtype).tiny, out=scratch.get(p, 1))
+        denom.sqrt_()
+    else:
+        denom = torch.sqrt(exp_avg_sq, out=scratch.get(p, 1))
     denom.div_((1 - b2**t) ** 0.5).add_(group["eps"])
     if apply:
         decay(variant, p, group)
