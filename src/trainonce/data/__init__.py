@@ -5,12 +5,12 @@ Every dataset yields ``(image float[C, H, W], label int)``; `load_data` checks t
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from ..spec import resolve_callable
 from .optional import require
 
 BUILTIN = {
@@ -60,18 +60,6 @@ def _digits() -> tuple[Dataset, Dataset]:
     return _split(x, torch.tensor(d.target, dtype=torch.long), 0.2)
 
 
-def _resolve_function(spec: str):
-    mod_name, _, fn_name = spec.partition(":")
-    try:
-        mod = importlib.import_module(mod_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import module '{mod_name}' of '{spec}': {exc}") from exc
-    fn = getattr(mod, fn_name, None)
-    if not callable(fn):
-        raise ValueError(f"'{spec}': module '{mod_name}' has no callable '{fn_name}'")
-    return fn
-
-
 def _labels(ds: Dataset) -> torch.Tensor:
     if isinstance(ds, TensorDataset) and len(ds.tensors) >= 2:
         return ds.tensors[1]
@@ -115,7 +103,7 @@ def _check(name: str, train: Dataset, test: Dataset) -> tuple[tuple[int, ...], i
 def load_data(spec: str) -> DataBundle:
     """A built-in name (see ``BUILTIN``) or ``module:function`` returning ``(train, test)``."""
     if ":" in spec:
-        out = _resolve_function(spec)()
+        out = resolve_callable(spec)()
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
             raise ValueError(f"data '{spec}' must return a (train, test) pair of datasets")
         train, test = out

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..data.optional import require
+from ..spec import resolve_callable
 from .resnet import ResNet8
 
 BUILTIN = {"resnet8": "small ResNet-style CNN (3 residual stages, widths 16/32/64)"}
@@ -82,15 +83,7 @@ def build_model(spec: str, num_classes: int = 10, in_channels: int = 1) -> Built
         m = ResNet8(num_classes=num_classes, in_channels=in_channels)
         return BuiltModel(m, in_channels, (in_channels, 28, 28), "builtin")
     if ":" in spec and not spec.startswith("timm:"):
-        mod_name, _, fn_name = spec.partition(":")
-        try:
-            mod = importlib.import_module(mod_name)
-        except ImportError as exc:
-            raise ValueError(f"cannot import module '{mod_name}' of '{spec}': {exc}") from exc
-        fn = getattr(mod, fn_name, None)
-        if not callable(fn):
-            raise ValueError(f"'{spec}': module '{mod_name}' has no callable '{fn_name}'")
-        m = _call_factory(fn, num_classes, in_channels)
+        m = _call_factory(resolve_callable(spec), num_classes, in_channels)
         return BuiltModel(m, in_channels, (in_channels, 224, 224), "factory")
     name = spec.removeprefix("timm:")
     if not spec.startswith("timm:") and name in _torchvision_names():
