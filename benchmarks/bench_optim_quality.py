@@ -184,7 +184,7 @@ def main() -> None:
     methods = list(METHODS) + ([] if args.no_tp else ["Torch-Pruning"])
     widths = 16  # the built-in resnet8 of `trainonce run`: stages 16/32/64
     load0 = os.getloadavg()[0]
-    lines = [
+    header = [
         "# Accuracy vs FLOPs kept (from scratch, no separate fine-tuning for trainonce)",
         "",
         f"built-in ResNet8 (width {widths}: stem + three residual stages, GAP, fc); space from "
@@ -197,8 +197,8 @@ def main() -> None:
         "same FLOPs, fine-tune 40%.",
         "",
     ]
-    t_start = time.time()
     for ds in (args.datasets or cfg["datasets"]).split(","):
+        t_start, lines = time.time(), list(header)
         data = load(ds)
         ep = cfg["epochs"][ds]
         dense_runs = [train(data, None, 1.0, s, ep, widths)[0] for s in seeds]
@@ -229,17 +229,20 @@ def main() -> None:
                 )
                 lines.append(row)
                 print(ds, row, f"[{time.time() - t_start:.0f}s]", flush=True)
-        lines.append("")
-    lines.append(
-        f"Total wall time {time.time() - t_start:.0f} s; machine load (1-min average, 2 shared "
-        f"cores) {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end."
-    )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = os.path.join(HERE, "results", f"optim_quality{'_quick' if args.quick else ''}.md")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        f.write(text)
+        lines += [
+            "",
+            f"Wall time {time.time() - t_start:.0f} s; machine load (1-min average, 2 shared "
+            f"cores) {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end.",
+        ]
+        text = "\n".join(lines) + "\n"
+        print(text)
+        # one file per dataset, written as soon as it is done (a long run keeps what it has)
+        name = f"optim_quality_{ds}{'_quick' if args.quick else ''}.md"
+        out = os.path.join(HERE, "results", name)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(out, "w") as f:
+            f.write(text)
+        load0 = os.getloadavg()[0]
 
 
 if __name__ == "__main__":

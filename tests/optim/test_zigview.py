@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 from handspace import SmallCNN, smallcnn_space
 
+import trainonce
 from trainonce.optim.saliency import CRITERIA, ZigStats, saliency_scores
 from trainonce.optim.targets import Target, select
 from trainonce.optim.zigview import ZigView, ext
+from trainonce.zoo.resnet import ResNet8
 
 
 def _space():
@@ -71,3 +73,53 @@ def test_saliency_prefers_large_and_aligned_groups():
     assert only_cos[1] < only_cos[2]  # moving away from zero = more important
     custom = saliency_scores(stats, {lambda st: -st.norm: 1.0}, cand)
     assert custom.argmax() == 0
+
+
+def _bcast(view, i, p, values):
+    """The reference: per-dim values broadcast over the parameter's shape."""
+    return [
+        values[vec].view([p.shape[d] if d == dim else 1 for d in range(p.dim())])
+        for dim, vec in view.entries[i]
+    ]
+
+
+def test_streaming_paths_match_broadcast_definitions():
+    """Factors (mul, mul_, scale_), the cross-dim sums and the summed penalty scaling against
+    plain broadcasting, on contiguous and channels_last (non-contiguous) tensors."""
+    torch.manual_seed(0)
+    model = ResNet8(num_classes=10, in_channels=1, width=8)
+    space = trainonce.analyze(model, torch.randn(2, 1, 12, 12))
+    view = ZigView(space, list(model.parameters()))
+    params = [p.detach() for p in model.parameters()]
+    g = torch.Generator().manual_seed(5)
+    values = ext(torch.rand(space.num_zigs, generator=g, dtype=torch.float64) + 0.5, 1.0)
+    multi = [i for i in view.with_zigs if len(view.entries[i]) == 2]
+    assert multi and any(params[i].dim() == 4 for i in multi)  # convs with in and out ZIGs
+    for i in view.with_zigs:
+        p0 = params[i]
+        layouts = [p0.clone()]
+        if p0.dim() == 4:
+            layouts.append(p0.clone().to(memory_format=torch.channels_last))
+        bc = [b.to(p0.dtype) for b in _bcast(view, i, p0, values)]
+        prod = bc[0] if len(bc) == 1 else bc[0] * bc[1]
+        summed = bc[0] if len(bc) == 1 else bc[0] + bc[1]
+        for t in layouts:
+            fac = view.factors(i, t, values)
+            torch.testing.assert_close(fac.mul(t), t * prod)
+            torch.testing.assert_close(fac.mul_(t.clone()), t * prod)
+            torch.testing.assert_close(
+                fac.scale_(t.clone(), -0.3),
+                t * (1 - 0.3 * bc[0]) * (1 - 0.3 * bc[1] if len(bc) == 2 else 1),
+            )
+            scaled = t.clone()
+            view.scale_by_sum_(i, scaled, values, -0.1, range(len(bc)))
+            torch.testing.assert_close(scaled, t * (1 - 0.1 * summed))
+            # cross-dim terms: sum over z's slice of x^2 * (values of the other dims)
+            out = torch.zeros(space.num_zigs + 1, dtype=torch.float64)
+            view.add_mixed(out, i, t, values)
+            ref = torch.zeros_like(out)
+            for k, (dim, vec) in enumerate(view.entries[i]):
+                w = sum(b for j, b in enumerate(bc) if j != k) if len(bc) > 1 else 0 * bc[0]
+                per_pos = (t * t * w).transpose(0, dim).reshape(t.shape[dim], -1).sum(1)
+                ref.index_add_(0, vec, per_pos.double())
+            torch.testing.assert_close(out, ref)

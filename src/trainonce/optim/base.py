@@ -15,7 +15,7 @@ from .saliency import ZigStats
 from .schedule import Schedule
 from .targets import Target, group_index, select
 from .variant import STATE_KEYS, Scratch, decay, direction
-from .zigview import ZigView, ext
+from .zigview import Factors, ZigView, ext
 
 VARIANTS = ("sgd", "adam", "adamw")
 
@@ -75,10 +75,8 @@ class ZigOptimizer(Optimizer):
         self.prunable = space.prunable_mask
         self._step = 0
         self.zero = torch.zeros(space.num_zigs, dtype=torch.bool)  # fixed exact zeros (CPU)
-        self._hold: dict[int, torch.Tensor] | None = None
-        self._pre_scale: dict[int, torch.Tensor] = {}
+        self._hold: dict[int, Factors] | None = None
         self._scratch = Scratch()
-        self._core_bufs: dict[int, torch.Tensor] = {}
         self._scratch.reserve(self._params, 3)
 
     # ----- the step --------------------------------------------------------------------------
@@ -103,7 +101,6 @@ class ZigOptimizer(Optimizer):
         t = self._step
         collect = self._needs_directions(t)
         dirs: dict[int, torch.Tensor] = {}
-        self._pre_scale = {}
         for i, p in enumerate(self._params):
             if p.grad is None:
                 continue
@@ -122,23 +119,20 @@ class ZigOptimizer(Optimizer):
 
     def _apply(self, i: int, p: torch.Tensor, d: torch.Tensor, group: dict) -> None:
         decay(self.variant, p, group)
-        scale = self._pre_scale.get(i)
-        if scale is not None:  # x - lr*(d + c*x) = (1 - lr*c) * x - lr*d
-            p.mul_(scale)
         p.add_(d, alpha=-group["lr"])
 
     # ----- exact zeros -----------------------------------------------------------------------
-    def _hold_mask(self, i: int) -> torch.Tensor | None:
-        """0/1 multiplier (broadcast shape) that is 0 on the zero ZIGs' slices of ``params[i]``;
-        built once per mask change, None for parameters without zero slices."""
+    def _hold_mask(self, i: int) -> Factors | None:
+        """0/1 `Factors` that are 0 on the zero ZIGs' slices of ``params[i]`` (only over the dims
+        that have some); built once per mask change, None for parameters without zero slices."""
         if self._hold is None:
             zero_ext = ext(self.zero, False)
             keep_ext = ext((~self.zero).double(), 1.0)
-            self._hold = {
-                j: self.view.multiplier(j, self._params[j], keep_ext)
-                for j in self.view.with_zigs
-                if self.view.touches(j, zero_ext)
-            }
+            self._hold = {}
+            for j in self.view.with_zigs:
+                ks = self.view.dims_touching(j, zero_ext)
+                if ks:
+                    self._hold[j] = self.view.factors(j, self._params[j], keep_ext, ks)
         return self._hold.get(i)
 
     def _touching(self, mask: torch.Tensor) -> list[int]:
@@ -190,10 +184,10 @@ class ZigOptimizer(Optimizer):
         )
 
     def _reductions(
-        self, dirs: dict[int, torch.Tensor], with_dsq: bool, cores: dict | None = None
+        self, dirs: dict[int, torch.Tensor], with_dsq: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-ZIG ``||x||^2``, ``||d||^2`` (zeros unless ``with_dsq``), ``<x, d>`` (float64
-        on the device, ``[num_zigs]``); the ``x*x`` cores are kept in ``cores`` if given."""
+        on the device, ``[num_zigs]``) over the parameters in ``dirs``."""
         v = self.view
         n = v.num_zigs + 1
         dev = self._device()
@@ -203,23 +197,11 @@ class ZigOptimizer(Optimizer):
                 continue
             x = self._params[i]
             tmp = self._scratch.get(x, 2)
-            if cores is None:
-                v.add_sq(sq, i, x)
-            else:  # the x*x core is x-sized when every dim of length > 1 is in a ZIG
-                full = not v.other_dims(i, x)
-                cores[i] = v.core(i, x, x, out=self._core_buffer(i, x) if full else tmp)
-                v.add_core(sq, i, cores[i])
+            v.add_sq(sq, i, x, tmp)
             if with_dsq:
-                v.add_sq(dsq, i, d)
-            v.add_core(dot, i, v.core(i, x, d, out=tmp))
+                v.add_sq(dsq, i, d, tmp)
+            v.add_dot(dot, i, x, d, tmp)
         return sq[:-1], dsq[:-1], dot[:-1]
-
-    def _core_buffer(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        """A persistent buffer shaped like ``params[i]`` (reused every step: no page faults)."""
-        buf = self._core_bufs.get(i)
-        if buf is None or buf.shape != x.shape or buf.device != x.device:
-            buf = self._core_bufs[i] = torch.empty_like(x)
-        return buf
 
     def _select(self, fraction: float, score: torch.Tensor, already: torch.Tensor) -> torch.Tensor:
         return self._sync(select(self.space, self.target, fraction, score, already, self.gid))

@@ -27,9 +27,9 @@ class HalfSpaceOptimizer(ZigOptimizer):
     def _init_halfspace(self) -> None:
         self.gp = torch.zeros(self.space.num_zigs, dtype=torch.bool)
         self.forced = 0
-        self._pending: torch.Tensor | None = None
+        self._pending: tuple | None = None
         self._active_key: tuple[int, int] | None = None
-        self._active: list[int] = []
+        self._pen_dims: dict[int, list[int]] = {}
 
     def _needs_directions(self, t: int) -> bool:
         return self.schedule.start <= t < self.schedule.end
@@ -49,39 +49,48 @@ class HalfSpaceOptimizer(ZigOptimizer):
             self.gp = self._select(self.target.fraction_at(1.0), score, self.zero)
         pen_cpu, cand_cpu = self._penalised(), self.gp & ~self.zero
         key = (s.position(t)[0], int(self.zero.sum()))
-        if self._active_key != key:  # params touching a penalised or candidate ZIG
+        if self._active_key != key:  # per touched param: its ZIG dims holding penalised ZIGs
             self._active_key = key
-            self._active = self._touching(pen_cpu | cand_cpu)
-        dev, v = self._device(), self.view
-        sub = {i: dirs[i] for i in self._active if i in dirs}
-        cores: dict[int, torch.Tensor] = {}
-        sq, dsq, dot = self._reductions(sub, self._needs_dsq, cores)
+            pen_ext, act_ext = ext(pen_cpu, False), ext(pen_cpu | cand_cpu, False)
+            self._pen_dims = {
+                i: self.view.dims_touching(i, pen_ext)
+                for i in self.view.with_zigs
+                if self.view.touches(i, act_ext)
+            }
+        dev = self._device()
+        sub = {i: dirs[i] for i in self._pen_dims if i in dirs}
+        sq, dsq, dot = self._reductions(sub, self._needs_dsq)
         pen = pen_cpu.to(dev)
         lam = self._lambdas(sq, dot, dsq, pen)
         coef = torch.where(pen, lam / sq.sqrt().clamp(min=1e-30), torch.zeros_like(lam))
-        coef_ext = ext(coef, 0.0)
+        # <x_g, d_g + c x_g> needs sum_g c x^2 with c the SUM of the penalties of every ZIG an
+        # entry lies in: c_g ||x_g||^2 here, the cross-dim terms in `_apply`
+        cross = torch.zeros(self.view.num_zigs + 1, dtype=torch.float64, device=dev)
+        cross[:-1] = coef * sq
+        self._pending = (t, sq, dot, cand_cpu.to(dev), ext(coef, 0.0), cross)
+
+    def _apply(self, i: int, p: torch.Tensor, d: torch.Tensor, group: dict) -> None:
+        ks = self._pen_dims.get(i) if self._pending is not None else None
+        if ks:  # x - lr*(d + c*x) = (1 - lr*c) * x - lr*d
+            _, _, _, _, coef_ext, cross = self._pending
+            tmp = self._scratch.get(p, 2)
+            self.view.add_mixed(cross, i, p, coef_ext, tmp)
+            self.view.scale_by_sum_(i, p, coef_ext, -group["lr"], ks, tmp)
+        super()._apply(i, p, d, group)
+
+    @torch.no_grad()
+    def _after_update(self, t: int) -> None:
+        if self._pending is None:
+            return
+        _, sq, dot, cand, _, cross = self._pending
+        self._pending = None
         lr = self.param_groups[0]["lr"]
-        # the penalty d + c*x is applied as x * (1 - lr*c) - lr*d (see ZigOptimizer._apply);
-        # <x_g, d_g + c x_g> = <x_g, d_g> + sum_g c x^2, from the x*x cores
-        cross = torch.zeros(v.num_zigs + 1, dtype=torch.float64, device=dev)
-        for i in sub:
-            csum = v.multiplier_sum(i, self._params[i], coef_ext)
-            self._pre_scale[i] = 1 - lr * csum
-            core = cores[i]
-            v.add_core(cross, i, torch.mul(core, csum, out=self._scratch.get(core, 2)))
-        dot_pen = dot + cross[:-1]
         # half-space test on the trial point: <x_hat_g, x_g> < epsilon * ||x_g||^2
-        cand = cand_cpu.to(dev)
-        hit = cand & (sq - lr * dot_pen < self.epsilon * sq)
-        if t == s.end - 1:
+        hit = cand & (sq - lr * (dot + cross[:-1]) < self.epsilon * sq)
+        if t == self.schedule.end - 1:
             self.forced = int((cand & ~hit).sum())
             hit = cand
-        self._pending = hit
-
-    def _after_update(self, t: int) -> None:
-        if self._pending is not None:
-            self._make_zero(self._sync(self._pending.cpu()))
-            self._pending = None
+        self._make_zero(self._sync(hit.cpu()))
 
     def redundant_mask(self) -> torch.Tensor:
         return self.zero | self.gp

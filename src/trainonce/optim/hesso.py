@@ -11,7 +11,7 @@ import torch
 from ..space import SearchSpace
 from .base import ZigOptimizer
 from .saliency import HESSO_DEFAULT_WEIGHTS, Criterion, check_weights, saliency_scores
-from .zigview import ext
+from .zigview import Factors, ext
 
 
 class HESSO(ZigOptimizer):
@@ -71,7 +71,7 @@ class HESSO(ZigOptimizer):
         self.saliency_weights = dict(saliency_weights or HESSO_DEFAULT_WEIGHTS)
         check_weights(self.saliency_weights)
         self.chosen = torch.zeros(space.num_zigs, dtype=torch.bool)  # this period's ZIGs
-        self._chosen_pos: list[int] | None = None
+        self._chosen_fac: dict[int, Factors] | None = None
 
     def _needs_directions(self, t: int) -> bool:
         s = self.schedule
@@ -88,7 +88,7 @@ class HESSO(ZigOptimizer):
         period, _ = self.schedule.position(t)
         fraction = self.target.fraction_at((period + 1) / self.schedule.periods)
         self.chosen = self._choose(t, dirs, fraction) & ~self.zero
-        self._chosen_pos = None
+        self._chosen_fac = None
 
     @torch.no_grad()
     def _after_update(self, t: int) -> None:
@@ -100,16 +100,19 @@ class HESSO(ZigOptimizer):
         if k == D - 1:  # period end: exactly zero, moments too, fixed from now on
             self._make_zero(self.chosen)
             self.chosen = torch.zeros_like(self.chosen)
-            self._chosen_pos = None
+            self._chosen_fac = None
             return
         factor = (D - k - 1) / (D - k)
-        if self._chosen_pos is None:  # params touching the chosen ZIGs, once per period
-            self._chosen_pos = self._touching(self.chosen)
-        # one broadcast multiply per touched param: on CPU far cheaper than strided index ops
-        scale_ext = ext(torch.where(self.chosen, factor, 1.0).double(), 1.0)
-        for i in self._chosen_pos:
-            p = self._params[i]
-            p.mul_(self.view.multiplier(i, p, scale_ext))
+        if self._chosen_fac is None:  # 0/1 pattern of the chosen ZIGs, built once per period
+            chosen_ext, ind_ext = ext(self.chosen, False), ext(self.chosen.double(), 0.0)
+            self._chosen_fac = {}
+            for i in self.view.with_zigs:
+                ks = self.view.dims_touching(i, chosen_ext)
+                if ks:
+                    self._chosen_fac[i] = self.view.factors(i, self._params[i], ind_ext, ks)
+        # x *= 1 + (factor - 1) * chosen: one streaming pass per touched (param, ZIG dim)
+        for i, fac in self._chosen_fac.items():
+            fac.scale_(self._params[i], factor - 1.0)
 
     def redundant_mask(self) -> torch.Tensor:
         return self.zero | self.chosen
@@ -119,4 +122,4 @@ class HESSO(ZigOptimizer):
 
     def _load_extra_state(self, extra: dict[str, torch.Tensor]) -> None:
         self.chosen = extra["chosen"].bool().cpu().clone()
-        self._chosen_pos = None
+        self._chosen_fac = None

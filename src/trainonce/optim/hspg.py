@@ -84,10 +84,10 @@ class HSPG(HalfSpaceOptimizer):
         sq = torch.zeros(v.num_zigs + 1, dtype=torch.float64, device=self._device())
         for i in v.with_zigs:
             p = self._params[i]
-            v.add_sq(sq, i, p)
+            v.add_sq(sq, i, p, self._scratch.get(p, 2))
         lr = self.param_groups[0]["lr"]
         scale = (1 - lr * self.lmbda / sq.sqrt().clamp(min=1e-30)).clamp(min=0.5)
         scale[-1] = 1.0  # the "no ZIG" slot; only prunable ZIGs have positions in the view
         for i in v.with_zigs:
             p = self._params[i]
-            p.mul_(v.multiplier(i, p, scale))
+            v.factors(i, p, scale).mul_(p)

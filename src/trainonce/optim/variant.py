@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from .zigview import Factors
+
 STATE_KEYS = ("momentum_buffer", "exp_avg", "exp_avg_sq")
 
 
@@ -40,11 +42,11 @@ def direction(
     group: dict,
     scratch: Scratch,
     apply: bool,
-    hold: torch.Tensor | None = None,
+    hold: Factors | None = None,
 ) -> torch.Tensor | None:
     """Update the variant's state for ``p`` and return the direction ``d`` (``x_new = x -
     lr*d``, decoupled decay aside); with ``apply`` take the step at once and return None.
-    ``hold`` (0/1, broadcasts against ``p``) masks the gradient before it enters the state, so
+    ``hold`` (0/1 `Factors` of ``p``) masks the gradient before it enters the state, so
     slices that are 0 in params and state stay exactly 0. A returned ``d`` may be a state
     buffer or ``p.grad`` itself, never a scratch buffer."""
     g = p.grad
@@ -56,7 +58,7 @@ def direction(
         tmp = scratch.get(p, 0) if (mom or apply) else None  # g is not the direction itself
         fuse = hold is not None and mom and not group["nesterov"]  # mask inside the momentum
         if hold is not None and not fuse:
-            g = torch.mul(g, hold, out=tmp) if tmp is not None else g * hold
+            g = hold.mul(g, out=tmp)
         if wd:  # g + wd*x
             g = torch.add(g, p, alpha=wd, out=tmp) if tmp is not None else g.add(p, alpha=wd)
         if mom == 0:
@@ -64,10 +66,10 @@ def direction(
         else:
             buf = state.get("momentum_buffer")
             if buf is None:
-                buf = g * hold if fuse else g.detach().clone()
+                buf = hold.mul(g) if fuse else g.detach().clone()
                 state["momentum_buffer"] = buf
             elif fuse:  # (m*buf + g) * hold: add_ + mul_ is cheaper than addcmul_ on CPU
-                buf.mul_(mom).add_(g).mul_(hold)
+                hold.mul_(buf.mul_(mom).add_(g))
             else:
                 buf.mul_(mom).add_(g)
             if group["nesterov"]:
@@ -83,7 +85,7 @@ def direction(
             return None
         return d
     if hold is not None:
-        g = torch.mul(g, hold, out=scratch.get(p, 0))
+        g = hold.mul(g, out=scratch.get(p, 0))
     if wd and variant == "adam":
         g = torch.add(g, p, alpha=wd, out=scratch.get(p, 0))
     if not state:
