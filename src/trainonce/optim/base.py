@@ -83,6 +83,11 @@ class ZigOptimizer(Optimizer):
     def _needs_directions(self, t: int) -> bool:
         return False
 
+    def _fast_steps(self, t: int) -> bool:
+        """Steps that need not be bitwise torch.optim: the pruning phase. Plain phases stay
+        bitwise equal to torch's (tested), the rest takes fewer memory passes."""
+        return self.schedule.start <= t < self.schedule.end
+
     def _before_update(self, t: int, dirs: dict[int, torch.Tensor]) -> None:
         pass
 
@@ -100,13 +105,14 @@ class ZigOptimizer(Optimizer):
         group = self.param_groups[0]
         t = self._step
         collect = self._needs_directions(t)
+        fast = self._fast_steps(t)
         dirs: dict[int, torch.Tensor] = {}
         for i, p in enumerate(self._params):
             if p.grad is None:
                 continue
             apply = not (collect and self.view.entries[i])
             hold = self._hold_mask(i)
-            d = direction(self.variant, p, self.state[p], group, self._scratch, apply, hold)
+            d = direction(self.variant, p, self.state[p], group, self._scratch, apply, hold, fast)
             if d is not None:
                 dirs[i] = d
         if collect:

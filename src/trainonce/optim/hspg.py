@@ -69,6 +69,9 @@ class HSPG(HalfSpaceOptimizer):
 
     _needs_dsq = False  # constant lambda: ||d_g||^2 is not needed
 
+    def _fast_steps(self, t: int) -> bool:  # the proximal warm-up is not a torch step either
+        return t < self.schedule.end
+
     def _penalised(self) -> torch.Tensor:
         return self.prunable & ~self.zero
 

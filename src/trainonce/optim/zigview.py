@@ -84,15 +84,14 @@ class Factors:
         return t
 
     def scale_(self, t: torch.Tensor, alpha: float) -> torch.Tensor:
-        """``t *= prod(1 + alpha * factor)``: cheap per-step scaling by a changing scalar with
-        a fixed 0/1 pattern (``t + alpha * t * f``, one streaming pass per dim)."""
+        """``t *= prod(1 + alpha * factor)``: per-step scaling by a changing scalar with a fixed
+        0/1 pattern (small per-step factors, then one streaming multiply per dim)."""
         if t.is_contiguous():
             for shape2d, f in self._fast:
-                m = t.view(shape2d)
-                m.addcmul_(m, f, value=alpha)
+                t.view(shape2d).mul_(f.mul(alpha).add_(1.0))
         else:
             for f in self._bcast:
-                t.addcmul_(t, f, value=alpha)
+                t.mul_(f.mul(alpha).add_(1.0))
         return t
 
     def mul(self, t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
