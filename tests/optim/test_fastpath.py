@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from runs import make_run, train_steps
 
+from runs import make_run, train_steps
 from trainonce.optim import DHSPG, HESSO
-from trainonce.optim.zigview import ext
+from trainonce.optim.zigview import Axis, ext
 
 CONFIGS = [
     ("sgd", dict(lr=0.05, momentum=0.9, weight_decay=1e-3)),
@@ -87,3 +87,37 @@ def test_fused_reductions_match_brute_force():
         assert sq[z].item() == pytest.approx(ref_sq, rel=1e-5, abs=1e-6)
         assert dot[z].item() == pytest.approx(ref_dot, rel=1e-5, abs=1e-5)
         assert dsq[z].item() == pytest.approx(ref_dsq, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("with_hold", [False, True])
+def test_two_pass_momentum_matches_torch_order(with_hold):
+    """The pruning phase's SGD momentum (``g + m*buf`` then ``+ wd*x``) is torch's update up to
+    rounding, and keeps held slices at exactly 0."""
+    from trainonce.optim.variant import Scratch, direction
+    from trainonce.optim.zigview import Factors
+
+    torch.manual_seed(0)
+    group = dict(lr=0.1, momentum=0.9, nesterov=False, weight_decay=1e-2)
+    ps = []
+    for _ in range(2):
+        p = torch.randn(6, 4, 3, 3)
+        p.grad = torch.randn_like(p)
+        ps.append(p)
+    ps[1].copy_(ps[0])
+    ps[1].grad = ps[0].grad.clone()
+    hold = None
+    if with_hold:
+        keep = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+        hold = Factors(ps[0].shape, [(Axis.of(ps[0].shape, 0), keep)])
+        for p in ps:
+            hold.mul_(p.data)
+    states = [{"momentum_buffer": hold.mul(ps[0].grad) if hold else ps[0].grad.clone()}]
+    states.append({"momentum_buffer": states[0]["momentum_buffer"].clone()})
+    for p, st, fast in zip(ps, states, (False, True), strict=True):
+        direction("sgd", p, st, group, Scratch(), apply=True, hold=hold, fast=fast)
+    torch.testing.assert_close(ps[1], ps[0], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(states[1]["momentum_buffer"], states[0]["momentum_buffer"])
+    if with_hold:
+        assert bool((ps[1][[1, 4]] == 0).all()) and bool(
+            (states[1]["momentum_buffer"][[1, 4]] == 0).all()
+        )
