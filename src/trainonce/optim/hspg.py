@@ -19,6 +19,11 @@ class HSPG(HalfSpaceOptimizer):
     every non-zero prunable group, then the half-space projection ``<x_hat_g, x_g> < epsilon
     ||x_g||^2`` zeroes groups of G_p, the target-sized set of smallest norms re-chosen at every
     period start; the remaining G_p groups are zeroed at the last pruning step.
+
+    ``lmbda`` defaults to 5e-2: with OTOv1's 1e-3 a group's norm moves by ``lr * 1e-3`` per step,
+    so in runs of a few thousand steps the projection never fired before the forced zeroing at
+    the end of pruning (ResNet8 / 5k MNIST, 30% FLOPs: 94.1% with 1e-3, 98.3% with 5e-2, dense
+    97.95%). Very long schedules may want it smaller.
     """
 
     def __init__(
@@ -38,7 +43,7 @@ class HSPG(HalfSpaceOptimizer):
         start_pruning_step: int | None = None,
         pruning_steps: int | None = None,
         pruning_periods: int | None = None,
-        lmbda: float = 1e-3,
+        lmbda: float = 5e-2,
         epsilon: float = 0.0,
         sync_masks: bool = True,
     ) -> None:
