@@ -155,21 +155,12 @@ class ZigView:
         return shape
 
     # ----- reductions ----------------------------------------------------------------------
-    def reduce(self, products: dict[int, torch.Tensor], device: torch.device) -> torch.Tensor:
-        """Per-ZIG sum of tensors ``products[i]`` (shaped like ``params[i]`` or a core of it).
-        Returns float64 ``[num_zigs]`` on ``device``."""
-        out = torch.zeros(self.num_zigs + 1, dtype=torch.float64, device=device)
-        for i, t in products.items():
-            self.add_core(out, i, t)
-        return out[:-1]
-
-    # ----- fused per-parameter reductions (no full-size temporaries) -----------------------
     def core(
         self, i: int, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``a*b`` summed over the dims of ``params[i]`` that are in no ZIG (keepdim). Squares
-        (``a is b``) are a norm reduction (one read, no temporary); other products go through
-        ``out`` (a scratch of ``a``'s shape) when given. A core may BE ``out``: use it first."""
+        """``a*b`` summed over the dims of ``params[i]`` that are in no ZIG (keepdim): the path
+        for tensors the 2-D views cannot see (not contiguous) and for `add_mixed`'s general
+        layouts. ``out`` (a scratch of ``a``'s shape) takes the product when given."""
         od = self.other_dims(i, a)
         if a is b and od:
             return torch.linalg.vector_norm(a, dim=od, keepdim=True).square_()
@@ -302,47 +293,6 @@ class ZigView:
             per_pos = core.sum(dim=other) if other else core
             out_ext.index_add_(0, self.vec(i, k, out_ext.device), per_pos.to(out_ext))
 
-    def dots(
-        self, a: dict[int, torch.Tensor], b: dict[int, torch.Tensor], device: torch.device
-    ) -> torch.Tensor:
-        """Per-ZIG inner products ``<a_g, b_g>`` (keys of ``a`` that are also in ``b``)."""
-        return self.reduce(self.cores(a, b), device)
-
-    def cores(
-        self, a: dict[int, torch.Tensor], b: dict[int, torch.Tensor]
-    ) -> dict[int, torch.Tensor]:
-        """``a*b`` summed over every dim that is in no ZIG (keepdim): small tensors such as
-        ``[out, in, 1, 1]`` for a conv weight, from which all per-ZIG sums follow cheaply."""
-        out = {}
-        for i in a:
-            if i not in b:
-                continue
-            t = a[i] * b[i]
-            zdims = {dim for dim, _ in self.entries[i]}
-            other = [d for d in range(t.dim()) if d not in zdims]
-            out[i] = t.sum(dim=other, keepdim=True) if other else t
-        return out
-
-    def multiplier_sum(self, i: int, p: torch.Tensor, values_ext: torch.Tensor) -> torch.Tensor:
-        """Sum over dims of ``values_ext[vec]`` broadcast along each dim (cf. `multiplier`)."""
-        m = None
-        for k, (dim, _) in enumerate(self.entries[i]):
-            v = values_ext.to(p.device)[self.vec(i, k, p.device)].to(p.dtype)
-            v = v.view(self._bshape(p.dim(), dim, p.shape[dim]))
-            m = v if m is None else m + v
-        assert m is not None
-        return m
-
-    def positions(self, i: int, mask_ext: torch.Tensor, device: torch.device):
-        """``[(dim, positions)]`` of ``params[i]`` that lie in ZIGs flagged in ``mask_ext``."""
-        out = []
-        for k, (dim, _) in enumerate(self.entries[i]):
-            pos = torch.nonzero(mask_ext.to(device)[self.vec(i, k, device)]).flatten()
-            if pos.numel():
-                out.append((dim, pos))
-        return out
-
-    # ----- broadcast per-ZIG values back onto a parameter ----------------------------------
     def multiplier(self, i: int, p: torch.Tensor, values_ext: torch.Tensor) -> torch.Tensor:
         """Product over dims of ``values_ext[vec]`` broadcast along each dim: a tensor that
         broadcasts against ``p`` (e.g. ``[out, in, 1, 1]`` for a conv weight)."""
