@@ -4,11 +4,24 @@ the variant direction, half-space projection restricted to the target-sized set 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from .base import ZigOptimizer
 from .saliency import saliency_scores
 from .zigview import ext
+
+
+class _Trial(NamedTuple):
+    """One pruning step's per-ZIG quantities (``[num_zigs]`` on the device; ``*_ext`` with the
+    "no ZIG" slot): the half-space test reads them after every parameter is updated."""
+
+    sq: torch.Tensor  # ||x_g||^2
+    dot: torch.Tensor  # <x_g, d_g>
+    cand: torch.Tensor  # G_p members still non-zero
+    coef_ext: torch.Tensor  # penalty coefficient c_g = lambda_g / ||x_g||
+    cross_ext: torch.Tensor  # sum_g c x^2, completed in `_apply`
 
 
 class HalfSpaceOptimizer(ZigOptimizer):
@@ -27,7 +40,7 @@ class HalfSpaceOptimizer(ZigOptimizer):
     def _init_halfspace(self) -> None:
         self.gp = torch.zeros(self.space.num_zigs, dtype=torch.bool)
         self.forced = 0
-        self._pending: tuple | None = None
+        self._pending: _Trial | None = None
         self._active_key: tuple[int, int] | None = None
         self._pen_dims: dict[int, list[int]] = {}
 
@@ -67,29 +80,27 @@ class HalfSpaceOptimizer(ZigOptimizer):
         # entry lies in: c_g ||x_g||^2 here, the cross-dim terms in `_apply`
         cross = torch.zeros(self.view.num_zigs + 1, dtype=torch.float64, device=dev)
         cross[:-1] = coef * sq
-        self._pending = (t, sq, dot, cand_cpu.to(dev), ext(coef, 0.0), cross)
+        self._pending = _Trial(sq, dot, cand_cpu.to(dev), ext(coef, 0.0), cross)
 
     def _apply(self, i: int, p: torch.Tensor, d: torch.Tensor, group: dict) -> None:
         ks = self._pen_dims.get(i) if self._pending is not None else None
         if ks:  # x - lr*(d + c*x) = (1 - lr*c) * x - lr*d
-            _, _, _, _, coef_ext, cross = self._pending
-            tmp = self._scratch.get(p, 2)
-            self.view.add_mixed(cross, i, p, coef_ext, tmp)
-            self.view.scale_by_sum_(i, p, coef_ext, -group["lr"], ks, tmp)
+            trial, tmp = self._pending, self._scratch.get(p, 2)
+            self.view.add_mixed(trial.cross_ext, i, p, trial.coef_ext, tmp)
+            self.view.scale_by_sum_(i, p, trial.coef_ext, -group["lr"], ks, tmp)
         super()._apply(i, p, d, group)
 
     @torch.no_grad()
     def _after_update(self, t: int) -> None:
         if self._pending is None:
             return
-        _, sq, dot, cand, _, cross = self._pending
-        self._pending = None
+        tr, self._pending = self._pending, None
         lr = self.param_groups[0]["lr"]
         # half-space test on the trial point: <x_hat_g, x_g> < epsilon * ||x_g||^2
-        hit = cand & (sq - lr * (dot + cross[:-1]) < self.epsilon * sq)
+        hit = tr.cand & (tr.sq - lr * (tr.dot + tr.cross_ext[:-1]) < self.epsilon * tr.sq)
         if t == self.schedule.end - 1:
-            self.forced = int((cand & ~hit).sum())
-            hit = cand
+            self.forced = int((tr.cand & ~hit).sum())
+            hit = tr.cand
         self._make_zero(self._sync(hit.cpu()))
 
     def redundant_mask(self) -> torch.Tensor:

@@ -59,10 +59,10 @@ class Target:
 
 
 # FLOPs/params selection orders ZIGs by saliency / relative_cost**COST_EXPONENT. 1.0 (saliency
-# per unit of cost) strips the cheapest-to-keep, high-resolution early layers to one channel;
-# 0.0 ignores cost and can empty whole stages. On ResNet8 / 5k MNIST at 50% and 30% FLOPs, HESSO
-# scored 96.9 / 96.4 (1.0), 97.7 / 97.6 (0.5) and 97.8 / 97.8 (0.25) % vs 97.95 dense
-# (benchmarks/bench_optim_quality.py); 0.5 is as good on digits and keeps a safe middle.
+# per unit of cost) strips the high-resolution early layers, whose channels cost the most FLOPs,
+# to one channel; 0.0 ignores cost and can empty whole later stages. ResNet8 / 5k MNIST, HESSO at
+# 50% / 30% FLOPs (dense 97.95%): 96.93 / 96.37 with 1.0, 97.49 / 97.17 with 0.5
+# (benchmarks/bench_optim_quality.py); a probe with 0.25 was no better on digits.
 COST_EXPONENT = 0.5
 
 

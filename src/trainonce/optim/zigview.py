@@ -185,16 +185,13 @@ class ZigView:
         a: torch.Tensor,
         b: torch.Tensor,
         tmp: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> None:
         """``out_ext[z] += <a_z, b_z>``: one product (into ``tmp`` if given), then one streaming
-        reduction per ZIG dim. Returns the product."""
+        reduction per ZIG dim."""
         if not (a.is_contiguous() and b.is_contiguous()):
-            prod = self.core(i, a, b)
-            self.add_core(out_ext, i, prod)
-            return prod
-        prod = torch.mul(a, b, out=tmp) if tmp is not None else a * b
-        self.add_sums(out_ext, i, prod)
-        return prod
+            self.add_core(out_ext, i, self.core(i, a, b))
+            return
+        self.add_sums(out_ext, i, torch.mul(a, b, out=tmp) if tmp is not None else a * b)
 
     def add_sums(self, out_ext: torch.Tensor, i: int, t: torch.Tensor) -> None:
         """``out_ext[z] += `` the sum of ``t`` (contiguous, ``params[i]``'s shape) over ZIG z."""
