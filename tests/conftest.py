@@ -1,4 +1,4 @@
-"""Test set-up for this machine: offline Hugging Face, and the torchvision wheel quirk.
+"""Test set-up: strict op rules, offline Hugging Face, and this machine's torchvision quirk.
 
 The registry here serves a CUDA build of torchvision whose C ops cannot load on CPU torch;
 defining the two op schemas first lets `import torchvision` work (models do; nms does not).
@@ -11,6 +11,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# a channel rule that fails with anything but RuleError is a bug: fail the test, don't pin
+os.environ.setdefault("TRAINONCE_STRICT_RULES", "1")
 
 try:
     torch.ops.torchvision.nms  # noqa: B018

@@ -4,6 +4,7 @@ Pipeline: trace (`torch.export`) -> search space of zero-invariant groups (`anal
 optimizer that zeroes whole groups while training -> exact slim sub-network (`construct_subnet`).
 """
 
+from .graph.registry import register_rule
 from .io import load, save
 from .optim import DHSPG, HESSO, HESSOCRIC, HSPG
 from .space import Group, Member, SearchSpace
@@ -28,5 +29,6 @@ __all__ = [
     "analyze",
     "construct_subnet",
     "load",
+    "register_rule",
     "save",
 ]

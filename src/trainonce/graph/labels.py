@@ -56,6 +56,36 @@ class Labels:
         return Labels(shape, kept, param_view, self.why, self.constant)
 
 
+@dataclass(frozen=True)
+class Site:
+    """Where a rule is being applied: the op and the module path of the traced node. Formats as
+    ``"<op> in '<module>'"`` so rules can write ``f"normalised over by {rec.where}"``."""
+
+    op: str = ""
+    module: str = ""
+
+    def __str__(self) -> str:
+        if not self.module:
+            return f"{self.op} in the top-level forward" if self.op else ""
+        return f"{self.op} in '{self.module}'" if self.op else self.module
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+class Reason(str):
+    """Why atoms are pinned: the full text, plus ``generic``, the same text with its own site
+    reduced to the op name (for summaries that count reasons across modules)."""
+
+    generic: str
+
+    def __new__(cls, text: str, site: Site | None = None) -> Reason:
+        obj = super().__new__(cls, text)
+        full = str(site) if site is not None else ""
+        obj.generic = text.replace(full, site.op) if full and site.op else text
+        return obj
+
+
 def unlabelled(shape, why: str) -> Labels:
     return Labels(tuple(shape), [], None, why)
 
@@ -68,9 +98,9 @@ class Recorder:
         self._a: list[torch.Tensor] = []
         self._b: list[torch.Tensor] = []
         self._blocked: list[tuple[torch.Tensor, int]] = []
-        self.reasons: list[str] = []
+        self.reasons: list[Reason] = []
         self._reason_ids: dict[str, int] = {}
-        self.where = ""  # "<op> in '<module>'" of the rule being applied
+        self.where = Site()  # the op and module of the rule being applied
         self.costs: list[tuple[str, float, list[torch.Tensor], str]] = []
 
     def fresh(self, n: int) -> torch.Tensor:
@@ -82,7 +112,7 @@ class Recorder:
         rid = self._reason_ids.get(text)
         if rid is None:
             rid = self._reason_ids[text] = len(self.reasons)
-            self.reasons.append(text)
+            self.reasons.append(Reason(text, self.where))
         return rid
 
     def block(self, atoms: torch.Tensor, reason: str) -> None:
@@ -116,7 +146,7 @@ class Recorder:
 
     def cost(self, kind: str, unit: float, vectors: list[torch.Tensor]) -> None:
         """A FLOPs/params term: ``unit`` times the kept length of each atom vector."""
-        self.costs.append((kind, float(unit), [v.reshape(-1) for v in vectors], self.where))
+        self.costs.append((kind, float(unit), [v.reshape(-1) for v in vectors], str(self.where)))
 
     def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         if not self._a:

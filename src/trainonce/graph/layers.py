@@ -140,6 +140,13 @@ def channel_norm(rec: Recorder, x: Labels, params: list[Labels | None], reduce_d
     return Labels(tuple(out_shape), couple(rec, ops, letters))
 
 
+def per_channel(rec: Recorder, x: Labels, params: list[Labels], cd: int, out_shape) -> Labels:
+    """An element-wise op with one parameter value per channel (dim ``cd``), e.g. PReLU."""
+    letters = "abcdefgh"[: x.ndim]
+    ops = [Operand(x, letters)] + [Operand(p, letters[cd]) for p in params]
+    return Labels(tuple(out_shape), couple(rec, ops, letters))
+
+
 def layer_norm(rec: Recorder, x: Labels, k: int, params: list[Labels | None], out_shape) -> Labels:
     """Normalised over the last ``k`` dims: those positions can never be removed."""
     letters = "abcdefgh"[: x.ndim]

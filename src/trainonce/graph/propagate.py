@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import fx
 
-from ..trace import Traced
-from . import rules
-from .labels import Labels, Recorder, unlabelled
+from ..trace import Traced, concrete
+from . import registry, table  # noqa: F401 - table registers the built-in rules
+from .labels import Labels, Recorder, Site, unlabelled
+from .rules import tensor_args
 
 _HOPS = tuple(
     op for op in (
@@ -34,7 +35,10 @@ class Propagation:
 
 
 def _shape(val) -> tuple[int, ...] | None:
-    return tuple(int(s) for s in val.shape) if isinstance(val, torch.Tensor) else None
+    return tuple(concrete(s) for s in val.shape) if isinstance(val, torch.Tensor) else None
+
+
+_SYMBOLIC = (torch.SymInt, torch.SymFloat, torch.SymBool)
 
 
 def _out_shapes(node: fx.Node):
@@ -99,7 +103,7 @@ def propagate(traced: Traced, exclude: list[str] | None = None) -> Propagation:
         env[node] = Labels(shape, axes, name if is_param else None, f"buffer '{name}'",
                            constant=not is_param)
         if is_param and not seen:
-            rec.where = f"parameter '{name}'"
+            rec.where = Site(module=f"parameter '{name}'")
             rec.cost("params", 1, list(atoms.values()))
         if _excluded(name, excl):
             for ids in atoms.values():
@@ -137,11 +141,15 @@ def _walk(graph: fx.Graph, gm: torch.nn.Module, env: dict, prop: Propagation):
             continue
         name = getattr(node.target, "__name__", str(node.target))
         module = _module_path(node)
-        rec.where = f"{name} in '{module}'" if module else f"{name} in the top-level forward"
+        rec.where = Site(name, module)
         if node.target in _HOPS:
             env[node] = _walk_hop(node, gm, env, prop)
             continue
-        if rules.is_ignored(node.target):
+        if isinstance(node.meta.get("val"), _SYMBOLIC):  # size arithmetic of a dynamic batch
+            env[node] = concrete(node.meta["val"]) if isinstance(node.meta["val"], torch.SymInt) \
+                else None
+            continue
+        if registry.is_ignored(node.target):
             env[node] = None
             continue
         env[node] = _apply(node, env, prop)
@@ -152,26 +160,34 @@ def _apply(node: fx.Node, env: dict, prop: Propagation):
     rec = prop.rec
     args, kwargs = _resolve(env, node.args), _resolve(env, node.kwargs)
     out = _out_shapes(node)
-    rule = rules.lookup(node.target)
-    tensors = rules._tensors(args, kwargs)
-    if rule is None:
-        msg = f"no channel rule for {rec.where}: the channels it touches are kept whole"
-        warnings.warn(f"trainonce: {msg}", stacklevel=3)
-        prop.warnings.append(msg)
-        return _opaque(rec, tensors, out, f"no channel rule for {rec.where}")
+    entry = registry.lookup(node.target)
+    tensors = tensor_args(args, kwargs)
+    if entry is None:
+        return _pin(prop, tensors, out, f"no channel rule for {rec.where}",
+                    f"no channel rule for {rec.where}: the channels it touches are kept whole")
     try:
-        res = rule(rec, list(args), dict(kwargs), out)
+        res = entry.channels(rec, list(args), dict(kwargs), out)
         _check_fits(res, out)
-        if tensors and all(t.constant for t in tensors):
-            for r in res if isinstance(res, list) else [res]:
-                if isinstance(r, Labels):
-                    r.constant = True
-        return res
-    except Exception as exc:  # noqa: BLE001 - an unexpected call form: pin, never guess
-        msg = f"the rule for {rec.where} did not apply ({type(exc).__name__}: {exc}); kept whole"
-        warnings.warn(f"trainonce: {msg}", stacklevel=3)
-        prop.warnings.append(msg)
-        return _opaque(rec, tensors, out, f"unsupported use of {rec.where}")
+    except registry.RuleError as exc:  # a call form the rule does not support: pin, never guess
+        return _pin(prop, tensors, out, f"unsupported use of {rec.where}",
+                    f"the rule for {rec.where} does not support this call ({exc}); kept whole")
+    except Exception as exc:
+        if registry.strict():
+            raise
+        # a bug in a rule: keep the model correct (pin) and say so
+        return _pin(prop, tensors, out, f"unsupported use of {rec.where}",
+                    f"the rule for {rec.where} failed ({type(exc).__name__}: {exc}); kept whole")
+    if tensors and all(t.constant for t in tensors):
+        for r in res if isinstance(res, list) else [res]:
+            if isinstance(r, Labels):
+                r.constant = True
+    return res
+
+
+def _pin(prop: Propagation, tensors: list[Labels], out, reason: str, message: str):
+    warnings.warn(f"trainonce: {message}", stacklevel=4)
+    prop.warnings.append(message)
+    return _opaque(prop.rec, tensors, out, reason)
 
 
 def _check_fits(res, out) -> None:

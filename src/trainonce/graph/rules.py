@@ -1,14 +1,13 @@
-"""THE op table: how channel positions map through each ATen op of an exported graph.
+"""Channel rules: one adapter per op signature, reading the op's arguments and calling the
+coupling helpers of `layers` (computation) and `shapes` (data movement).
 
-Keys are ATen overload packets (``torch.ops.aten.X``); values are rules
-``rule(rec, args, kwargs, out) -> Labels | list[Labels]`` where tensor arguments have been
-replaced by their `Labels` and ``out`` is the output shape (a list of shapes for multi-output
-ops). Ops absent from the table are opaque: everything they touch is pinned, with a warning.
+A rule is ``rule(rec, args, kwargs, out) -> Labels | list[Labels]``: tensor arguments arrive as
+their `Labels`, ``out`` is the traced output shape (a list for multi-output ops). The table that
+maps each op to its rule is `graph/table.py`.
 """
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +21,8 @@ aten = torch.ops.aten
 Rule = Callable[[Recorder, list, dict, Any], Any]
 
 
-def _tensors(args, kwargs) -> list[Labels]:
+def tensor_args(args, kwargs) -> list[Labels]:
+    """The `Labels` among an op's arguments (lists of tensors flattened), in order."""
     out = []
     for a in list(args) + list(kwargs.values()):
         if isinstance(a, Labels):
@@ -39,11 +39,11 @@ def _arg(args, kwargs, i: int, name: str, default=None):
 
 
 def elementwise(rec, args, kwargs, out):
-    return L.broadcast(rec, _tensors(args, kwargs), out)
+    return L.broadcast(rec, tensor_args(args, kwargs), out)
 
 
 def first(rec, args, kwargs, out):
-    x = _tensors(args, kwargs)[0]
+    x = tensor_args(args, kwargs)[0]
     if isinstance(out, list):
         return [Labels(tuple(o), list(x.axes), x.param_view, x.why) for o in out]
     return Labels(tuple(out), list(x.axes), x.param_view, x.why)
@@ -51,7 +51,7 @@ def first(rec, args, kwargs, out):
 
 def gathered(rec, args, kwargs, out):
     """gather/scatter-style ops address positions by data: everything they touch is pinned."""
-    for x in _tensors(args, kwargs):
+    for x in tensor_args(args, kwargs):
         for a in x.axes:
             rec.block(a, f"addressed by data-dependent indices at {rec.where}")
     return unlabelled(out, f"the output of {rec.where}")
@@ -77,6 +77,11 @@ def reduction(rec, args, kwargs, out, dim_index: int = 1):
     if isinstance(out, list):
         return [L.reduce(rec, x, dims, False, o) for o in out]
     return L.reduce(rec, x, dims, False, out)
+
+
+def norm_reduction(rec, args, kwargs, out):
+    """norm / linalg_vector_norm: ``(x, ord, dim, keepdim)``."""
+    return reduction(rec, args, kwargs, out, dim_index=2)
 
 
 def mixing_along(dim_index: int, default: int = -1) -> Rule:
@@ -173,61 +178,125 @@ def sdpa(rec, args, kwargs, out):
     return L.sdpa(rec, q, k, v, mask if isinstance(mask, Labels) else None, out)
 
 
-def getitem(rec, args, kwargs, out):
-    seq, i = args
-    return seq[i]
-
-
 def _dims_arg(args, kwargs, i, name):
     d = _arg(args, kwargs, i, name)
     return [d] if isinstance(d, int) else d
 
 
-_SHAPE: dict[Any, Rule] = {
-    aten.permute: lambda r, a, k, o: S.permute(a[0], a[1], o),
-    aten.transpose: lambda r, a, k, o: S.transpose(a[0], a[1], a[2], o),
-    aten.swapaxes: lambda r, a, k, o: S.transpose(a[0], a[1], a[2], o),
-    aten.swapdims: lambda r, a, k, o: S.transpose(a[0], a[1], a[2], o),
-    aten.t: lambda r, a, k, o: S.transpose(a[0], 0, -1, o) if a[0].ndim == 2 else first(r, a, k, o),
-    aten.movedim: lambda r, a, k, o: view_like(r, a, k, o) if a[0].ndim < 2 else S.permute(
-        a[0], _movedim_perm(a[0].ndim, a[1], a[2]), o),
-    aten.unsqueeze: lambda r, a, k, o: S.unsqueeze(a[0], a[1], o),
-    aten.squeeze: lambda r, a, k, o: S.squeeze(a[0], _dims_arg(a, k, 1, "dim"), o),
-    aten.expand: lambda r, a, k, o: S.expand(a[0], o),
-    aten.expand_as: lambda r, a, k, o: S.expand(a[0], o),
-    aten.slice: lambda r, a, k, o: S.slice_(a[0], _arg(a, k, 1, "dim", 0), _arg(a, k, 2, "start"),
-                                            _arg(a, k, 3, "end"), _arg(a, k, 4, "step", 1), o),
-    aten.narrow: lambda r, a, k, o: S.slice_(a[0], a[1], a[2], a[2] + a[3], 1, o),
-    aten.select: lambda r, a, k, o: S.select(r, a[0], a[1], a[2], o),
-    aten.cat: lambda r, a, k, o: S.cat(r, list(a[0]), _arg(a, k, 1, "dim", 0), o),
-    aten.concat: lambda r, a, k, o: S.cat(r, list(a[0]), _arg(a, k, 1, "dim", 0), o),
-    aten.concatenate: lambda r, a, k, o: S.cat(r, list(a[0]), _arg(a, k, 1, "dim", 0), o),
-    aten.stack: lambda r, a, k, o: _stack(r, list(a[0]), _arg(a, k, 1, "dim", 0), o),
-    aten.split: lambda r, a, k, o: S.split(a[0], _arg(a, k, 2, "dim", 0),
-                                           [s[_arg(a, k, 2, "dim", 0)] for s in o], o),
-    aten.split_with_sizes: lambda r, a, k, o: S.split(a[0], _arg(a, k, 2, "dim", 0),
-                                                      list(a[1]), o),
-    aten.chunk: lambda r, a, k, o: S.split(a[0], _arg(a, k, 2, "dim", 0),
-                                           [s[_arg(a, k, 2, "dim", 0)] for s in o], o),
-    aten.unbind: lambda r, a, k, o: S.unbind(r, a[0], _arg(a, k, 1, "dim", 0), o),
-    aten.flip: lambda r, a, k, o: S.flip(a[0], a[1], o),
-    aten.roll: lambda r, a, k, o: Labels(tuple(o), S.pin_dims(
-        r, a[0], _dims_arg(a, k, 2, "dims") or range(a[0].ndim), f"rolled by {r.where}")),
-    aten.repeat: lambda r, a, k, o: S.repeat(a[0], a[1], o),
-    aten.tile: lambda r, a, k, o: S.repeat(a[0], [1] * (len(o) - len(a[1])) + list(a[1]), o),
-    aten.pixel_shuffle: lambda r, a, k, o: S.pixel_shuffle(r, a[0], a[1], o),
-    aten.pixel_unshuffle: lambda r, a, k, o: S.pixel_unshuffle(r, a[0], a[1], o),
-    aten.channel_shuffle: lambda r, a, k, o: S.channel_shuffle(r, a[0], a[1], o),
-    aten.native_channel_shuffle: lambda r, a, k, o: S.channel_shuffle(r, a[0], a[1], o),
-    aten.index: lambda r, a, k, o: S.advanced_index(r, a[0], list(a[1]), o),
-    aten.index_select: lambda r, a, k, o: Labels(tuple(o), S.pin_dims(
-        r, a[0], [a[1]], f"gathered by an index tensor at {r.where}")),
-    operator.getitem: getitem,
-}
+# ----- data movement (graph/shapes.py) ---------------------------------------------------------
+def permute(rec, a, k, o):
+    return S.permute(a[0], a[1], o)
 
-for _op in (aten.view, aten.reshape, aten._unsafe_view, aten.flatten, aten.unflatten,
-            aten.view_as, aten.reshape_as, aten.ravel):
-    _SHAPE[_op] = view_like
+
+def transpose(rec, a, k, o):
+    return S.transpose(a[0], a[1], a[2], o)
+
+
+def t(rec, a, k, o):
+    return S.transpose(a[0], 0, -1, o) if a[0].ndim == 2 else first(rec, a, k, o)
+
+
+def numpy_t(rec, a, k, o):
+    """``x.T``: all dims reversed."""
+    return S.permute(a[0], list(range(a[0].ndim))[::-1], o)
+
+
+def movedim(rec, a, k, o):
+    if a[0].ndim < 2:
+        return view_like(rec, a, k, o)
+    return S.permute(a[0], _movedim_perm(a[0].ndim, a[1], a[2]), o)
+
+
+def unsqueeze(rec, a, k, o):
+    return S.unsqueeze(a[0], a[1], o)
+
+
+def squeeze(rec, a, k, o):
+    return S.squeeze(a[0], _dims_arg(a, k, 1, "dim"), o)
+
+
+def expand(rec, a, k, o):
+    return S.expand(a[0], o)
+
+
+def slice_(rec, a, k, o):
+    return S.slice_(rec, a[0], _arg(a, k, 1, "dim", 0), _arg(a, k, 2, "start"),
+                    _arg(a, k, 3, "end"), _arg(a, k, 4, "step", 1), o)
+
+
+def narrow(rec, a, k, o):
+    return S.slice_(rec, a[0], a[1], a[2], a[2] + a[3], 1, o)
+
+
+def select(rec, a, k, o):
+    return S.select(rec, a[0], a[1], a[2], o)
+
+
+def cat(rec, a, k, o):
+    return S.cat(rec, list(a[0]), _arg(a, k, 1, "dim", 0), o)
+
+
+def stack(rec, a, k, o):
+    xs, dim = list(a[0]), _arg(a, k, 1, "dim", 0)
+    d = dim % len(o)
+    parts = [S.unsqueeze(x, d, x.shape[:d] + (1,) + x.shape[d:]) for x in xs]
+    return S.cat(rec, parts, d, o)
+
+
+def split(rec, a, k, o):
+    d = _arg(a, k, 2, "dim", 0)
+    return S.split(rec, a[0], d, [s[d] for s in o], o)
+
+
+def split_with_sizes(rec, a, k, o):
+    return S.split(rec, a[0], _arg(a, k, 2, "dim", 0), list(a[1]), o)
+
+
+def unbind(rec, a, k, o):
+    return S.unbind(rec, a[0], _arg(a, k, 1, "dim", 0), o)
+
+
+def flip(rec, a, k, o):
+    return S.flip(a[0], a[1], o)
+
+
+def roll(rec, a, k, o):
+    dims = _dims_arg(a, k, 2, "dims") or range(a[0].ndim)
+    return Labels(tuple(o), S.pin_dims(rec, a[0], dims, f"rolled by {rec.where}"))
+
+
+def repeat(rec, a, k, o):
+    return S.repeat(a[0], a[1], o)
+
+
+def tile(rec, a, k, o):
+    return S.repeat(a[0], [1] * (len(o) - len(a[1])) + list(a[1]), o)
+
+
+def pixel_shuffle(rec, a, k, o):
+    return S.pixel_shuffle(rec, a[0], a[1], o)
+
+
+def pixel_unshuffle(rec, a, k, o):
+    return S.pixel_unshuffle(rec, a[0], a[1], o)
+
+
+def channel_shuffle(rec, a, k, o):
+    return S.channel_shuffle(rec, a[0], a[1], o)
+
+
+def index(rec, a, k, o):
+    return S.advanced_index(rec, a[0], list(a[1]), o)
+
+
+def index_select(rec, a, k, o):
+    return Labels(tuple(o), S.pin_dims(rec, a[0], [a[1]], f"gathered by an index tensor at "
+                                                         f"{rec.where}"))
+
+
+def getitem(rec, args, kwargs, out):
+    seq, i = args
+    return seq[i]
 
 
 def _movedim_perm(n: int, src, dst) -> list[int]:
@@ -241,110 +310,44 @@ def _movedim_perm(n: int, src, dst) -> list[int]:
     return [p if p >= 0 else next(it) for p in perm]
 
 
-def _stack(rec, xs, dim, out):
-    d = dim % len(out)
-    parts = [S.unsqueeze(x, d, x.shape[:d] + (1,) + x.shape[d:]) for x in xs]
-    return S.cat(rec, parts, d, out)
+# ----- computation (graph/layers.py) ---------------------------------------------------------
+def linear(rec, a, k, o):
+    return L.linear(rec, a[0], a[1], _arg(a, k, 2, "bias"), o)
 
 
-_LAYERS: dict[Any, Rule] = {
-    aten.linear: lambda r, a, k, o: L.linear(r, a[0], a[1], _arg(a, k, 2, "bias"), o),
-    aten.matmul: lambda r, a, k, o: L.matmul(r, a[0], a[1], o),
-    aten.mm: lambda r, a, k, o: L.matmul(r, a[0], a[1], o),
-    aten.bmm: lambda r, a, k, o: L.matmul(r, a[0], a[1], o),
-    aten.addmm: lambda r, a, k, o: L.addmm(r, a[0], a[1], a[2], o),
-    aten.einsum: lambda r, a, k, o: L.einsum(r, a[0], list(a[1]), o),
-    aten.conv1d: conv, aten.conv2d: conv, aten.conv3d: conv,
-    aten.conv_transpose1d: conv_transpose, aten.conv_transpose2d: conv_transpose,
-    aten.conv_transpose3d: conv_transpose, aten.convolution: convolution,
-    aten.batch_norm: batch_norm, aten._native_batch_norm_legit_no_training: batch_norm,
-    aten.native_batch_norm: batch_norm,
-    aten.instance_norm: instance_norm, aten.group_norm: group_norm,
-    aten.layer_norm: layer_norm, aten.native_layer_norm: layer_norm, aten.rms_norm: rms_norm,
-    aten.scaled_dot_product_attention: sdpa,
-    aten.embedding: lambda r, a, k, o: L.embedding(r, a[0], a[1], o),
-}
-
-_ELEMENTWISE = (
-    "add sub rsub mul div true_divide floor_divide remainder fmod pow maximum minimum fmax fmin "
-    "where masked_fill copy lerp addcmul addcdiv clamp clip eq ne lt le gt ge logical_and "
-    "logical_or logical_xor bitwise_and bitwise_or bitwise_xor __and__ __or__ __xor__ atan2 "
-    "hypot relu relu6 gelu silu sigmoid tanh hardswish hardsigmoid hardtanh leaky_relu elu selu "
-    "celu mish softplus softsign neg abs exp exp2 log log2 log10 log1p expm1 sqrt rsqrt "
-    "reciprocal square sin cos tan asin acos atan sinh cosh erf erfc sign sgn floor ceil round "
-    "trunc frac logical_not bitwise_not isnan isinf isfinite nan_to_num threshold clamp_min "
-    "clamp_max fill logit sigmoid_backward xlogy"
-)
-_FIRST = (
-    "dropout feature_dropout alpha_dropout feature_alpha_dropout native_dropout clone contiguous "
-    "alias detach lift_fresh_copy to _to_copy type_as zeros_like ones_like full_like empty_like "
-    "rand_like randn_like randint_like bernoulli zero"
-)
-_CREATION = (
-    "arange zeros ones full empty new_zeros new_ones new_full new_empty scalar_tensor randn rand "
-    "randint eye linspace empty_strided zeros_like_ tril_indices triu_indices"
-)
-_REDUCTIONS = (
-    "sum mean amax amin max min argmax argmin var std var_mean std_mean norm linalg_vector_norm "
-    "logsumexp prod all any nansum nanmean median"
-)
-_MIXING = "softmax _softmax log_softmax _log_softmax cumsum cumprod cummax cummin diff sort topk"
-_IGNORED = (
-    "_assert_tensor_metadata _assert_scalar sym_size sym_numel sym_stride sym_storage_offset "
-    "_check_is_size sym_constrain_range_for_size sym_constrain_range item _local_scalar_dense "
-    "_assert_async"
-)
+def matmul(rec, a, k, o):
+    return L.matmul(rec, a[0], a[1], o)
 
 
-def _ops(names: str):
-    for n in names.split():
-        op = getattr(aten, n, None)
-        if op is not None:
-            yield op
+def addmm(rec, a, k, o):
+    return L.addmm(rec, a[0], a[1], a[2], o)
 
 
-TABLE: dict[Any, Rule] = {}
-TABLE.update({op: elementwise for op in _ops(_ELEMENTWISE)})
-TABLE.update({getattr(aten, n + "_"): elementwise for n in _ELEMENTWISE.split()
-              if hasattr(aten, n + "_")})
-TABLE.update({op: first for op in _ops(_FIRST)})
-TABLE.update({getattr(aten, n + "_"): first for n in _FIRST.split() if hasattr(aten, n + "_")})
-TABLE.update({op: creation for op in _ops(_CREATION)})
-TABLE.update({op: reduction for op in _ops(_REDUCTIONS)})
-TABLE.update({op: lambda r, a, k, o: reduction(r, a, k, o, dim_index=2)  # (x, ord, dim, ...)
-              for op in _ops("norm linalg_vector_norm")})
-TABLE.update({op: mixing_along(1) for op in _ops(_MIXING)})
-TABLE[aten.diff] = mixing_along(2)
-TABLE[aten.topk] = mixing_along(2)
-TABLE.update(_SHAPE)
-TABLE.update(_LAYERS)
-TABLE.update({op: gathered for op in _ops("gather scatter scatter_add scatter_reduce "
-                                          "take_along_dim index_put index_add masked_scatter")})
-TABLE[aten.pad] = pad
-TABLE[aten.constant_pad_nd] = pad
-_SPATIAL = {
-    1: "max_pool1d avg_pool1d adaptive_avg_pool1d adaptive_max_pool1d upsample_nearest1d "
-       "upsample_linear1d reflection_pad1d replication_pad1d lp_pool1d",
-    2: "max_pool2d max_pool2d_with_indices avg_pool2d adaptive_avg_pool2d adaptive_max_pool2d "
-       "upsample_nearest2d upsample_bilinear2d upsample_bicubic2d _upsample_bilinear2d_aa "
-       "_upsample_bicubic2d_aa _upsample_nearest_exact2d reflection_pad2d replication_pad2d "
-       "fractional_max_pool2d lp_pool2d",
-    3: "max_pool3d max_pool3d_with_indices avg_pool3d adaptive_avg_pool3d adaptive_max_pool3d "
-       "upsample_nearest3d upsample_trilinear3d reflection_pad3d replication_pad3d",
-}
-for _k, _names in _SPATIAL.items():
-    TABLE.update({op: spatial(_k) for op in _ops(_names)})
-IGNORED = {op for op in _ops(_IGNORED)}
+def einsum(rec, a, k, o):
+    return L.einsum(rec, a[0], list(a[1]), o)
 
 
-def lookup(target) -> Rule | None:
-    """The rule for a node target (an OpOverload, its packet, or a Python callable)."""
-    rule = TABLE.get(target)
-    if rule is None:
-        packet = getattr(target, "overloadpacket", None)
-        rule = TABLE.get(packet) if packet is not None else None
-    return rule
+def embedding(rec, a, k, o):
+    return L.embedding(rec, a[0], a[1], o)
 
 
-def is_ignored(target) -> bool:
-    return getattr(target, "overloadpacket", target) in IGNORED
+def prelu(rec, a, k, o):
+    """``prelu(x, w)``: ``w`` holds one slope per channel (dim 1), or a single shared one."""
+    x, w = a[0], a[1]
+    if w.shape[0] == 1:
+        return elementwise(rec, a, k, o)
+    cd = 1 if x.ndim > 1 else 0
+    return L.per_channel(rec, x, [w], cd, o)
+
+
+def glu(rec, a, k, o):
+    """``glu(x, dim) = x[first half] * sigmoid(x[second half])``: position j of the output
+    couples positions j and j + n/2 of ``x``."""
+    x = a[0]
+    d = _arg(a, k, 1, "dim", -1) % x.ndim
+    half = x.shape[d] // 2
+    lo = S.slice_(rec, x, d, 0, half, 1, o)
+    hi = S.slice_(rec, x, d, half, 2 * half, 1, o)
+    return L.broadcast(rec, [lo, hi], o)
+
+

@@ -88,12 +88,23 @@ def expand(x: Labels, out_shape) -> Labels:
     return x.with_axes(axes, out_shape, x.param_view)
 
 
-def slice_(x: Labels, d: int, start, end, step, out_shape) -> Labels:
+def slice_(rec: Recorder, x: Labels, d: int, start, end, step, out_shape) -> Labels:
+    """``x[start:end:step]`` along ``d``. Positions that a strided slice skips, or that a
+    size-1 slice reads by position, cannot follow a cut (the slim model would read other
+    positions): those dims are pinned."""
     d = d % x.ndim
     size = x.shape[d]
     start, end, step = slice(start, end, step or 1).indices(size)
-    axes = [a[(slice(None),) * d + (slice(start, end, step),)] if a.shape[d] > 1 else a
-            for a in x.axes]
+    axes = []
+    for a in x.axes:
+        if a.shape[d] > 1:
+            a = a[(slice(None),) * d + (slice(start, end, step),)]
+            if step != 1 or a.shape[d] == 1:
+                what = "strided slice" if step != 1 else "size-1 slice"
+                axes.extend(pin_dims(rec, Labels(a.shape, [a]), [d],
+                                     f"read by position through a {what} at {rec.where}"))
+                continue
+        axes.append(a)
     return x.with_axes(axes, out_shape, x.param_view)
 
 
@@ -156,11 +167,11 @@ def cat(rec: Recorder, xs: list[Labels], d: int, out_shape) -> Labels:
     return Labels(tuple(out_shape), [compress(a) for a in axes])
 
 
-def split(x: Labels, d: int, sizes: list[int], out_shapes) -> list[Labels]:
+def split(rec: Recorder, x: Labels, d: int, sizes: list[int], out_shapes) -> list[Labels]:
     d = d % x.ndim
     outs, start = [], 0
     for n, shape in zip(sizes, out_shapes):
-        outs.append(slice_(x, d, start, start + n, 1, shape))
+        outs.append(slice_(rec, x, d, start, start + n, 1, shape))
         start += n
     return outs
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,7 +41,7 @@ def format_summary(space: SearchSpace, max_rows: int = 40) -> str:
     if kept:
         reasons: dict[str, int] = {}
         for g in kept:
-            generic = re.sub(r" in '[^']*'", "", g.reason or "?")
+            generic = getattr(g.reason, "generic", g.reason) or "?"
             reasons[generic] = reasons.get(generic, 0) + 1
         lines.append("")
         lines.append(f"  {len(prunable)} prunable groups, {len(kept)} kept whole, because:")
