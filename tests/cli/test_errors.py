@@ -33,12 +33,29 @@ def _fails(argv, capsys, match):
         (["--data", "datafns:mixed_shapes"], "differs from (1, 8, 8)"),
         (["--data", "datafns:not_a_pair"], "must return a (train, test) pair"),
         (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--lr", "0"], "--lr must be a positive finite number"),
+        (["--lr", "nan"], "--lr must be a positive finite number"),
     ],
 )
 def test_bad_run_options(tmp_path, capsys, extra, match):
     out = tmp_path / "run"
     _fails(["run", "--data", "digits", "--out", str(out), *extra], capsys, match)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        (["--lr", "1e6"], "lower --lr"),
+        # a finite loss all along, NaN weights at the end: no slim model, no report
+        (["--model", "factories:nan_grad_cnn"], "training diverged: 1.p holds non-finite values"),
+    ],
+)
+def test_diverging_run_fails_without_report(tmp_path, capsys, extra, match):
+    out = tmp_path / "run"
+    argv = ["run", "--data", "datafns:small_digits", "--epochs", "1", "--no-progress"]
+    _fails([*argv, "--out", str(out), *extra], capsys, match)
+    assert not out.exists()  # no checkpoint was worth keeping, so nothing at all
 
 
 def test_unwritable_output_dir(tmp_path, capsys):

@@ -55,14 +55,50 @@ def test_slim_model_loads_and_matches(run_dir):
     assert abs(onnx_out - got.numpy()).max() < 1e-4
 
 
+def _slim(run_dir):
+    info = json.loads((run_dir / "config.json").read_text())["info"]
+
+    def factory():
+        return build_model("resnet8", info["num_classes"], info["data_channels"]).model
+
+    return trainonce.load(run_dir / "slim", factory).eval()
+
+
+def _run_export(path, fmt):
+    """A callable running the exported file with the loader a user of that format would use."""
+    if fmt == "onnx":
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        return lambda x: torch.from_numpy(sess.run(None, {name: x.numpy()})[0])
+    if fmt == "torch-export":
+        return torch.export.load(str(path)).module()
+    import safetensors.torch as st
+
+    # the weights alone: rebuild the slim architecture, blank it, then fill it from the file
+    model = _slim(path.parents[1])
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            t.fill_(float("nan")) if t.is_floating_point() else t.zero_()
+    st.load_model(model, str(path), strict=True)
+    return model.eval()
+
+
 @pytest.mark.parametrize(
     "fmt,name",
     [("onnx", "model.onnx"), ("torch-export", "model.pt2"), ("safetensors", "model.safetensors")],
 )
 def test_export(run_dir, fmt, name, capsys):
     assert main(["export", str(run_dir), "--format", fmt]) == 0
-    assert (run_dir / "exports" / name).is_file()
-    assert "wrote" in capsys.readouterr().out
+    path = run_dir / "exports" / name
+    printed = capsys.readouterr().out
+    assert f"wrote {path}" in printed and "max |difference| to torch" in printed
+    test = load_data("digits").test
+    n = 1 if fmt == "torch-export" else 8  # the .pt2 program was traced at batch 1
+    x = torch.stack([test[i][0] for i in range(n)])
+    with torch.no_grad():
+        ref, got = _slim(run_dir)(x), _run_export(path, fmt)(x)
+    assert got.shape == ref.shape and torch.isfinite(got).all()
+    assert (ref - got).abs().max() < 1e-4
 
 
 def test_interrupt_then_resume(tmp_path, monkeypatch, capsys):
@@ -87,7 +123,11 @@ def test_interrupt_then_resume(tmp_path, monkeypatch, capsys):
     assert state["step"] == 2 and len(state["history"]) == state["step"]
     assert not (out / "report.html").exists()
     assert os.environ["TRAINONCE_TEST_INTERRUPTED"] == "1"
-    assert main(["run", "--resume", str(out), "--no-progress"]) == 0
+    assert main(["run", "--resume", str(out), "--no-progress"]) == 1  # data named by the run dir
+    assert "--data datafns:interrupting_digits (or pass --trust-run-config)" in (
+        capsys.readouterr().err
+    )
+    assert main(["run", "--resume", str(out), "--no-progress", "--trust-run-config"]) == 0
     assert f"at step {state['step']}/4" in capsys.readouterr().out
     assert (out / "report.html").exists()
     final = torch.load(out / "checkpoint.pt", weights_only=True)

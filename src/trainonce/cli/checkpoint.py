@@ -1,40 +1,23 @@
-"""Resumable checkpoints: state dicts of model and optimizer, RNG states, step and history.
-
-Written atomically (temp file + ``os.replace``); loaded with ``weights_only=True`` (no pickles).
+"""Resumable checkpoints: state dicts of model, optimizer and LR scheduler, RNG states, step and
+history. Written with `trainonce.atomic.atomic_write`; loaded with ``weights_only=True``.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..atomic import atomic_write
+
 CKPT_NAME = "checkpoint.pt"
-_KEYS = {"model", "optimizer", "step", "history", "rng"}
+_KEYS = {"model", "optimizer", "scheduler", "step", "history", "rng"}
 
 
 class CheckpointError(ValueError):
     pass
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temp file beside ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; use the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def rng_state() -> dict[str, Any]:
@@ -52,11 +35,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run_dir: Path, model, optimizer, step: int, history: list[dict]) -> Path:
+def save_checkpoint(
+    run_dir: Path, model, optimizer, scheduler, step: int, history: list[dict]
+) -> Path:
     path = run_dir / CKPT_NAME
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
         "step": int(step),
         "history": history,
         "rng": rng_state(),
@@ -75,15 +61,24 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"corrupt checkpoint {path}: {msg}") from exc
-    if not isinstance(state, dict) or not _KEYS <= set(state):
+    if not isinstance(state, dict):
+        raise CheckpointError(f"corrupt checkpoint {path}: not a dict")
+    if _KEYS - {"scheduler"} <= set(state) and "scheduler" not in state:
+        raise CheckpointError(
+            f"checkpoint {path} was written by an older trainonce without the LR scheduler "
+            "state, so it cannot be resumed exactly; start the run again"
+        )
+    if not _KEYS <= set(state):
         raise CheckpointError(f"corrupt checkpoint {path}: missing {sorted(_KEYS - set(state))}")
     return state
 
 
-def restore(state: dict[str, Any], model, optimizer, path: Path) -> None:
+def restore(state: dict[str, Any], model, optimizer, scheduler, path: Path) -> None:
+    """Load the saved states; the scheduler after the optimizer, whose LR it continues."""
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
     except Exception as exc:  # noqa: BLE001
         msg = str(exc).strip().splitlines()[0]

@@ -1,6 +1,6 @@
 """``trainonce export RUN_DIR --format onnx|safetensors|torch-export``: re-export a slim model.
 
-The slim model is reloaded from ``RUN_DIR/slim`` with the model factory recorded in the run.
+The slim model is rebuilt from ``RUN_DIR/slim``; a ``module:factory`` model must be named again.
 """
 
 from __future__ import annotations
@@ -22,6 +22,15 @@ def add_parser(sub) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--format", required=True, choices=list(FORMATS))
     p.add_argument("--out", help="directory for the file (default RUN_DIR/exports)")
+    p.add_argument(
+        "--model",
+        help="the run's module:factory model, named again (built-in names need nothing)",
+    )
+    p.add_argument(
+        "--trust-run-config",
+        action="store_true",
+        help="call the module:factory model recorded in RUN_DIR without naming it",
+    )
     p.set_defaults(func=run_export)
 
 
@@ -29,10 +38,12 @@ def run_export(args: argparse.Namespace) -> int:
     import trainonce
 
     from ..zoo import build_model
+    from .run import check_recorded
     from .setup import load_config
 
     run_dir = Path(args.run_dir)
     cfg, info = load_config(run_dir)
+    check_recorded("model", cfg.model, args.model, args.trust_run_config)
     if not any(run_dir.glob("slim*")):
         raise ValueError(f"{run_dir} has no slim model yet (did the run finish?)")
 
@@ -44,5 +55,5 @@ def run_export(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     example = torch.randn(1, *info["input_shape"])
     path, diff = export(slim, example, args.format, out)
-    print(f"wrote {path} (max |difference| to torch: {diff:.2e})")
+    print(f"wrote {path} (reloaded; max |difference| to torch: {diff:.2e})")
     return 0

@@ -6,13 +6,17 @@ Options are validated before any file is written; ``--resume RUN_DIR`` continues
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import default_collate
 
 from .setup import (
@@ -26,6 +30,22 @@ from .setup import (
     save_config,
 )
 
+# Options that fix what a run computes: given with --resume they would be silently ignored.
+TRAINING_OPTIONS = (
+    "optimizer",
+    "variant",
+    "target_flops",
+    "target_params",
+    "target_sparsity",
+    "epochs",
+    "batch_size",
+    "lr",
+    "lr_schedule",
+    "weight_decay",
+    "seed",
+    "out",
+)
+
 
 def add_parser(sub) -> None:
     d = RunConfig()
@@ -34,47 +54,67 @@ def add_parser(sub) -> None:
         help="train + prune a model in one run, then slim it and report",
         description=__doc__.splitlines()[0].replace("``", ""),
     )
+    # Defaults are None so that --resume can tell a given option from a default one.
     p.add_argument(
         "--model",
-        default=d.model,
-        help="resnet8 (built-in, the default), a torchvision/timm name, or module:factory",
+        help=f"{d.model} (built-in, the default), a torchvision/timm name, or module:factory",
     )
     p.add_argument(
         "--data",
-        default=d.data,
-        help="mnist (default) | digits (built-in, offline) or module:function -> (train, test)",
+        help=f"{d.data} (default) | digits (built-in, offline) or module:function -> (train, test)",
     )
-    p.add_argument(
-        "--optimizer", default=d.optimizer, choices=sorted(OPTIMIZERS), help="default: hesso"
-    )
-    p.add_argument(
-        "--variant",
-        default=d.variant,
-        choices=["sgd", "adam", "adamw"],
-        help="default: %(default)s",
-    )
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help=f"default: {d.optimizer}")
+    p.add_argument("--variant", choices=["sgd", "adam", "adamw"], help=f"default: {d.variant}")
     t = p.add_mutually_exclusive_group()
     t.add_argument("--target-flops", type=float, metavar="F", help="FLOPs kept (default 0.5)")
     t.add_argument("--target-params", type=float, metavar="F", help="parameters kept")
     t.add_argument("--target-sparsity", type=float, metavar="F", help="share of groups removed")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
-    p.add_argument("--lr", type=float, default=d.lr, help="default: %(default)s")
+    p.add_argument("--epochs", type=int, help=f"default: {d.epochs}")
+    p.add_argument("--batch-size", type=int, help=f"default: {d.batch_size}")
+    p.add_argument("--lr", type=float, help=f"default: {d.lr}")
     p.add_argument(
         "--lr-schedule",
-        default=d.lr_schedule,
         choices=["cosine", "constant"],
-        help="cosine decay to 0 over the run, or constant (default: %(default)s)",
+        help=f"cosine decay to 0 over the run, or constant (default: {d.lr_schedule})",
     )
-    p.add_argument(
-        "--weight-decay", type=float, default=d.weight_decay, help="default: %(default)s"
-    )
-    p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
-    p.add_argument("--device", default=d.device, help="cpu (default) or cuda")
+    p.add_argument("--weight-decay", type=float, help=f"default: {d.weight_decay}")
+    p.add_argument("--seed", type=int, help=f"default: {d.seed}")
+    p.add_argument("--device", help="cpu (default; on --resume the run's device) or cuda")
     p.add_argument("--out", help="run directory (default runs/<model>-<data>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
+    p.add_argument(
+        "--trust-run-config",
+        action="store_true",
+        help="on --resume, call the module:function model/data recorded in RUN_DIR",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+# ----- which code may run -------------------------------------------------------------------
+def runs_user_code(kind: str, spec: str) -> bool:
+    """Whether building this --model / --data imports and calls a ``module:function``."""
+    return ":" in spec and not (kind == "model" and spec.startswith("timm:"))
+
+
+def check_recorded(kind: str, recorded: str, given: str | None, trust: bool) -> None:
+    """Only call code named on this command line, never what a run directory's config says."""
+    if given is not None and given != recorded:
+        raise ValueError(
+            f"--{kind} '{given}' differs from this run's {kind} '{recorded}'; "
+            f"give the same value or leave --{kind} out"
+        )
+    if given is None and not trust and runs_user_code(kind, recorded):
+        raise ValueError(
+            f"this run's {kind} is '{recorded}', code named only by the run's config.json; "
+            f"to run it, name it yourself: --{kind} {recorded} (or pass --trust-run-config)"
+        )
+
+
+# ----- configuration ------------------------------------------------------------------------
+def _given(args: argparse.Namespace, name: str) -> Any:
+    value = getattr(args, name)
+    return getattr(RunConfig(), name) if value is None else value
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
@@ -85,54 +125,84 @@ def _config(args: argparse.Namespace) -> RunConfig:
             kind, target = k, v
     check_target(kind, target)
     for name in ("epochs", "batch_size"):
-        if getattr(args, name) < 1:
+        if _given(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.lr <= 0:
-        raise ValueError("--lr must be positive")
-    out = args.out or f"runs/{args.model.replace(':', '_')}-{args.data.replace(':', '_')}-" + (
+    if not (_given(args, "lr") > 0 and math.isfinite(_given(args, "lr"))):
+        raise ValueError("--lr must be a positive finite number")
+    model, data = _given(args, "model"), _given(args, "data")
+    out = args.out or f"runs/{model.replace(':', '_')}-{data.replace(':', '_')}-" + (
         time.strftime("%Y%m%d-%H%M%S")
     )
+    names = ("optimizer", "variant", "epochs", "batch_size", "lr", "lr_schedule")
+    names += ("weight_decay", "seed", "device")
     return RunConfig(
-        model=args.model,
-        data=args.data,
-        optimizer=args.optimizer,
-        variant=args.variant,
+        model=model,
+        data=data,
         target_kind=kind,
         target=target,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        lr_schedule=args.lr_schedule,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-        device=args.device,
         out=out,
+        **{n: _given(args, n) for n in names},
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def _resume_config(args: argparse.Namespace) -> tuple[RunConfig, Path, dict]:
+    """The recorded settings of ``--resume RUN_DIR`` and its checkpoint; nothing is changed."""
+    given = [n for n in TRAINING_OPTIONS if getattr(args, n) is not None]
+    if given:
+        names = ", ".join("--" + n.replace("_", "-") for n in given)
+        raise ValueError(
+            f"{names} cannot be combined with --resume: a resumed run keeps its recorded "
+            "settings (start a new run with --out to change them)"
+        )
+    from .checkpoint import load_checkpoint
+
+    run_dir = Path(args.resume)
+    cfg, _ = load_config(run_dir)
+    check_recorded("model", cfg.model, args.model, args.trust_run_config)
+    check_recorded("data", cfg.data, args.data, args.trust_run_config)
+    if args.device is not None:
+        cfg.device = args.device
+    check_output_dir(run_dir, resume=True)
+    return cfg, run_dir, load_checkpoint(run_dir)
+
+
+# ----- building the run ---------------------------------------------------------------------
+@dataclass
+class _Job:
+    """Everything the training and the finish need, built from a RunConfig."""
+
+    bundle: Any  # DataBundle
+    model: nn.Module
+    space: Any  # SearchSpace
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    adapt: Callable[[torch.Tensor], torch.Tensor]
+    factory: Callable[[], nn.Module]
+    device: torch.device
+    info: dict[str, Any]
+
+
+def _channel_adapter(cfg: RunConfig, built_channels: int, c_in: int) -> Callable:
+    """Grey-scale data for a 3-channel model is repeated to 3 channels; other mismatches fail."""
+    if built_channels != c_in and c_in != 1:
+        raise ValueError(
+            f"model '{cfg.model}' takes {built_channels}-channel input but data "
+            f"'{cfg.data}' has {c_in} channels"
+        )
+    rep = built_channels if built_channels != c_in else 1
+
+    def adapt(x: torch.Tensor) -> torch.Tensor:
+        return x.repeat(1, rep, 1, 1) if rep > 1 else x
+
+    return adapt
+
+
+def _build(cfg: RunConfig, device: torch.device) -> _Job:
     import trainonce
 
     from ..data import load_data
     from ..zoo import build_model
-    from .checkpoint import load_checkpoint, restore
-    from .finish import finish
-    from .train import Interrupted, steps_per_epoch, train
-
-    t0 = time.perf_counter()
-    resume = args.resume is not None
-    if resume:
-        run_dir = Path(args.resume)
-        cfg, _ = load_config(run_dir)
-        cfg.device = args.device
-        check_output_dir(run_dir, resume=True)
-        state = load_checkpoint(run_dir)
-    else:
-        cfg = _config(args)
-        run_dir = Path(cfg.out)
-        check_output_dir(run_dir, resume=False)
-    device = check_device(cfg.device)
-    torch.manual_seed(cfg.seed)
+    from .train import make_scheduler, steps_per_epoch
 
     bundle = load_data(cfg.data)
     c_in = bundle.input_shape[0]
@@ -143,16 +213,7 @@ def run(args: argparse.Namespace) -> int:
 
     built = factory()
     model = built.model
-    if built.in_channels != c_in and c_in != 1:
-        raise ValueError(
-            f"model '{cfg.model}' takes {built.in_channels}-channel input but data "
-            f"'{cfg.data}' has {c_in} channels"
-        )
-    rep = built.in_channels if built.in_channels != c_in else 1
-
-    def adapt(x: torch.Tensor) -> torch.Tensor:
-        return x.repeat(1, rep, 1, 1) if rep > 1 else x
-
+    adapt = _channel_adapter(cfg, built.in_channels, c_in)
     example = adapt(bundle.train[0][0].unsqueeze(0))
     model.eval()
     space = trainonce.analyze(model, (example,))
@@ -166,56 +227,78 @@ def run(args: argparse.Namespace) -> int:
         return F.cross_entropy(model(adapt(cric_x.to(device))), cric_y.to(device))
 
     opt = build_optimizer(cfg, space, total, loss_fn)
-    start, history = 0, []
-    if resume:
-        restore(state, model, opt, run_dir / "checkpoint.pt")
-        start, history = state["step"], state["history"]
-        print(f"resuming {run_dir} at step {start}/{total}")
-    created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    sched = make_scheduler(opt, cfg.lr_schedule, total)
     info = {
         "num_classes": bundle.num_classes,
         "input_shape": list(example.shape[1:]),
         "data_channels": c_in,
         "total_steps": total,
     }
-    try:
-        save_config(run_dir, cfg, info)
-        print(
-            f"{cfg.model} on {cfg.data}: {len(bundle.train)} train / {len(bundle.test)} test, "
-            f"{cfg.optimizer} keeping {cfg.target:g} of {cfg.target_kind}, {total} steps -> "
-            f"{run_dir}"
-        )
-        history = train(
-            model,
-            opt,
-            bundle.train,
-            bundle.test,
-            adapt=adapt,
-            run_dir=run_dir,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            seed=cfg.seed,
-            device=device,
-            start_step=start,
-            history=history,
-            progress=not args.no_progress,
-            lr_schedule=cfg.lr_schedule,
-        )
-    except Interrupted as exc:
-        print(f"\n{exc}\nresume with: trainonce run --resume {run_dir}")
-        return 130
-    except BaseException:
-        if created and not (run_dir / "checkpoint.pt").exists():
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
-        raise
+    return _Job(bundle, model, space, opt, sched, adapt, lambda: factory().model, device, info)
+
+
+# ----- the phases ---------------------------------------------------------------------------
+def _train(job: _Job, cfg: RunConfig, run_dir: Path, state: dict | None, args) -> list[dict]:
+    """Restore a checkpoint if resuming, record the config, train; Interrupted on Ctrl-C."""
+    from .checkpoint import restore
+    from .train import train
+
+    total = job.info["total_steps"]
+    start, history = 0, []
+    if state is not None:
+        restore(state, job.model, job.opt, job.sched, run_dir / "checkpoint.pt")
+        start, history = state["step"], state["history"]
+        print(f"resuming {run_dir} at step {start}/{total}")
+    save_config(run_dir, cfg, job.info)
+    b = job.bundle
+    print(
+        f"{cfg.model} on {cfg.data}: {len(b.train)} train / {len(b.test)} test, "
+        f"{cfg.optimizer} keeping {cfg.target:g} of {cfg.target_kind}, {total} steps -> "
+        f"{run_dir}"
+    )
+    return train(
+        job.model,
+        job.opt,
+        job.sched,
+        b.train,
+        b.test,
+        adapt=job.adapt,
+        run_dir=run_dir,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        device=job.device,
+        start_step=start,
+        history=history,
+        progress=not args.no_progress,
+    )
+
+
+def _finish(job: _Job, cfg: RunConfig, run_dir: Path, history: list[dict]) -> dict:
+    """Slim, check, export and report; on failure only config + checkpoint stay."""
+    from .finish import finish
+
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("extra", "out")}
-    settings.update(train_size=len(bundle.train), test_size=len(bundle.test), steps=total)
+    b = job.bundle
+    settings.update(train_size=len(b.train), test_size=len(b.test), steps=job.info["total_steps"])
     try:
-        s = finish(run_dir, settings, model, space, bundle, adapt, history, lambda: factory().model)
+        return finish(run_dir, settings, job.model, job.space, b, job.adapt, history, job.factory)
     except BaseException:
-        shutil.rmtree(run_dir / ".staging", ignore_errors=True)  # keep only config + checkpoint
+        shutil.rmtree(run_dir / ".staging", ignore_errors=True)
         raise
+
+
+def _resume_command(cfg: RunConfig, run_dir: Path) -> str:
+    """The command that resumes this run, naming its module:function model / data again."""
+    words = ["trainonce run --resume", str(run_dir)]
+    for kind in ("model", "data"):
+        spec = getattr(cfg, kind)
+        if runs_user_code(kind, spec):
+            words.append(f"--{kind} {spec}")
+    return " ".join(words)
+
+
+def _print_summary(s: dict, run_dir: Path, t0: float) -> None:
     acc, fl = s["test_accuracy"], s["flops"]
     print(
         f"slim model: {s['params'][1]:,} params ({s['params'][1] / s['params'][0]:.1%}), "
@@ -223,4 +306,30 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"report: {run_dir / 'report.html'}")
     print(f"done in {time.perf_counter() - t0:.1f} s")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .train import Interrupted
+
+    t0 = time.perf_counter()
+    if args.resume is not None:
+        cfg, run_dir, state = _resume_config(args)
+    else:
+        cfg, state = _config(args), None
+        run_dir = Path(cfg.out)
+        check_output_dir(run_dir, resume=False)
+    torch.manual_seed(cfg.seed)
+    job = _build(cfg, check_device(cfg.device))
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        history = _train(job, cfg, run_dir, state, args)
+    except Interrupted as exc:
+        print(f"\n{exc}\nresume with: {_resume_command(cfg, run_dir)}")
+        return 130
+    except BaseException:
+        if created and not (run_dir / "checkpoint.pt").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
+        raise
+    _print_summary(_finish(job, cfg, run_dir, history), run_dir, t0)
     return 0

@@ -78,7 +78,7 @@ def check_device(device: str) -> torch.device:
 
 
 def save_config(run_dir: Path, cfg: RunConfig, info: dict[str, Any]) -> None:
-    from .checkpoint import atomic_write
+    from ..atomic import atomic_write
 
     text = json.dumps({"config": asdict(cfg), "info": info}, indent=2)
     atomic_write(run_dir / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))

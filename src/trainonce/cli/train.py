@@ -1,6 +1,7 @@
 """The training loop of ``trainonce run``: deterministic batches, a tqdm bar, Ctrl-C checkpoints.
 
-Batch order depends only on (seed, epoch), so a resumed run continues with the same batches.
+Batch order depends only on (seed, epoch) and the LR comes from a checkpointed torch scheduler,
+so a resumed run continues bit for bit where the uninterrupted one would be.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.optional import require
 from .checkpoint import save_checkpoint
+
+LR_SCHEDULES = ("cosine", "constant")
 
 
 class Interrupted(Exception):
@@ -38,17 +42,42 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[i
     return [perm[i * batch_size : (i + 1) * batch_size] for i in range(k)]
 
 
+def make_scheduler(opt: torch.optim.Optimizer, kind: str, total: int) -> LambdaLR:
+    """torch's own LambdaLR: ``cosine`` decays the LR to 0 over ``total`` steps (a closed form
+    in the step), ``constant`` keeps it. Its ``state_dict`` goes into every checkpoint."""
+    if kind not in LR_SCHEDULES:
+        raise ValueError(f"unknown LR schedule '{kind}': use one of {', '.join(LR_SCHEDULES)}")
+    if kind == "constant":
+        return LambdaLR(opt, lambda step: 1.0)
+    return LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+
+
+def _loader(ds: Dataset, **kw) -> DataLoader:
+    # Its own generator: a DataLoader draws a seed per iterator, and drawing it from the global
+    # RNG would make a resumed run (one extra iterator) see other dropout masks.
+    return DataLoader(ds, generator=torch.Generator(), **kw)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, ds: Dataset, adapt: Callable, device, batch_size: int = 256):
     was_training = model.training
     model.eval()
     correct = total = 0
-    for x, y in DataLoader(ds, batch_size=batch_size):
+    for x, y in _loader(ds, batch_size=batch_size):
         out = model(adapt(x.to(device)))
         correct += int((out.argmax(1) == y.to(device)).sum())
         total += y.numel()
     model.train(was_training)
     return correct / max(total, 1)
+
+
+def check_finite(model: nn.Module, step: int) -> None:
+    """Refuse diverged weights: a NaN model must not be checkpointed, slimmed or reported."""
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise FloatingPointError(
+                f"training diverged: {name} holds non-finite values after step {step}; lower --lr"
+            )
 
 
 class _SigintFlag:
@@ -71,9 +100,59 @@ class _SigintFlag:
         signal.signal(signal.SIGINT, self._old)
 
 
+class _Bar:
+    """The tqdm bar with smoothed loss / accuracy and the latest sparsity figures."""
+
+    def __init__(self, total: int, start: int, progress: bool) -> None:
+        tqdm = require("tqdm", "the progress bar").tqdm
+        self.bar = tqdm(
+            total=total, initial=start, disable=not progress, unit="step", dynamic_ncols=True
+        )
+        self.loss = self.acc = None
+        self.metrics: dict[str, float] = {}
+
+    def update(self, rec: dict) -> None:
+        lv, acc = rec["loss"], rec["acc"]
+        self.loss = lv if self.loss is None else 0.9 * self.loss + 0.1 * lv
+        self.acc = acc if self.acc is None else 0.9 * self.acc + 0.1 * acc
+        self.metrics.update({k: v for k, v in rec.items() if k in ("group_sparsity", "flops_kept")})
+        self.bar.update(1)
+        self.bar.set_postfix(
+            loss=f"{self.loss:.3f}",
+            acc=f"{self.acc:.3f}",
+            sparsity=f"{self.metrics.get('group_sparsity', 0.0):.2f}",
+            flops=f"{self.metrics.get('flops_kept', 1.0):.2f}",
+            refresh=False,
+        )
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _train_step(model, opt, sched, x, y, step: int) -> dict:
+    """One optimizer step; the scheduler then sets the LR of the next step."""
+    out = model(x)
+    loss = F.cross_entropy(out, y)
+    lv = loss.item()
+    if not math.isfinite(lv):
+        raise FloatingPointError(f"loss became {lv} at step {step}; lower --lr")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return {"step": step + 1, "loss": lv, "acc": float((out.argmax(1) == y).float().mean())}
+
+
+def _optimizer_metrics(opt) -> dict[str, float]:
+    return {
+        k: float(v) for k, v in opt.metrics().items() if isinstance(v, (int, float)) and k != "step"
+    }
+
+
 def train(
     model: nn.Module,
     opt: torch.optim.Optimizer,
+    sched: LambdaLR,
     train_ds: Dataset,
     test_ds: Dataset,
     *,
@@ -87,68 +166,40 @@ def train(
     history: list[dict] | None = None,
     progress: bool = True,
     log_every: int = 5,
-    lr_schedule: str = "constant",
 ) -> list[dict]:
     """Train from ``start_step`` to the end; checkpoint every epoch and on Ctrl-C."""
-    tqdm = require("tqdm", "the progress bar").tqdm
-    base_lrs = [g["lr"] for g in opt.param_groups]
     history = list(history or [])
     n = len(train_ds)
     spe = steps_per_epoch(n, batch_size)
     total = epochs * spe
     step = start_step
-    bar = tqdm(total=total, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
-    metrics = {}
-    ema_loss = ema_acc = None
+    bar = _Bar(total, step, progress)
     model.train()
+
+    def checkpoint() -> Path:
+        check_finite(model, step)
+        return save_checkpoint(run_dir, model, opt, sched, step, history)
+
     with _SigintFlag() as sigint:
         while step < total:
             epoch, first = divmod(step, spe)
             batches = epoch_batches(n, batch_size, seed, epoch)[first:]
-            loader = DataLoader(train_ds, batch_sampler=batches)
-            for x, y in loader:
-                x, y = adapt(x.to(device)), y.to(device)
-                out = model(x)
-                loss = F.cross_entropy(out, y)
-                lv = loss.item()
-                if not math.isfinite(lv):
-                    raise FloatingPointError(f"loss became {lv} at step {step}; lower --lr")
-                if lr_schedule == "cosine":  # a function of the step alone: resumes exactly
-                    for g, lr in zip(opt.param_groups, base_lrs, strict=True):
-                        g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+            for x, y in _loader(train_ds, batch_sampler=batches):
+                rec = _train_step(model, opt, sched, adapt(x.to(device)), y.to(device), step)
                 step += 1
-                acc = float((out.argmax(1) == y).float().mean())
-                ema_loss = lv if ema_loss is None else 0.9 * ema_loss + 0.1 * lv
-                ema_acc = acc if ema_acc is None else 0.9 * ema_acc + 0.1 * acc
-                rec = {"step": step, "loss": lv, "acc": acc}
                 if step % log_every == 0 or step == total or step % spe == 0:
-                    metrics = {
-                        k: float(v)
-                        for k, v in opt.metrics().items()
-                        if isinstance(v, (int, float)) and k != "step"
-                    }
-                    rec.update(metrics)
+                    rec.update(_optimizer_metrics(opt))
                 if step % spe == 0:
                     rec["test_acc"] = evaluate(model, test_ds, adapt, device)
-                    model.train()
                 history.append(rec)
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{ema_loss:.3f}",
-                    acc=f"{ema_acc:.3f}",
-                    sparsity=f"{metrics.get('group_sparsity', 0.0):.2f}",
-                    flops=f"{metrics.get('flops_kept', 1.0):.2f}",
-                    refresh=False,
-                )
+                bar.update(rec)
                 if step % spe == 0 or sigint.hit:
-                    path = save_checkpoint(run_dir, model, opt, step, history)
+                    path = checkpoint()
                 if sigint.hit:
                     bar.close()
                     raise Interrupted(path, step)
     bar.close()
     if start_step < total or not (run_dir / "checkpoint.pt").exists():
-        save_checkpoint(run_dir, model, opt, step, history)
+        checkpoint()
+    check_finite(model, step)
     return history

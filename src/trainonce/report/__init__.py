@@ -9,6 +9,7 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomic import atomic_write
 from .latency import compare_latency
 from .plots import plot_channels, plot_curves, plot_sparsity
 
@@ -106,5 +107,4 @@ has them removed. Latency: both models timed in the same process, calls interlea
 <h2>Settings</h2><table>{conf}</table>
 </body></html>
 """
-    path.write_text(page)
-    return path
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(page))
