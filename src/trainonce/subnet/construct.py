@@ -13,7 +13,7 @@ from torch import nn
 from ..space.search_space import SearchSpace
 from .recipe import Recipe, apply
 from .slicing import removal_plan
-from .verify import mismatch, run
+from .verify import Reference, run
 
 
 class SubnetMismatchError(RuntimeError):
@@ -46,10 +46,11 @@ def construct_subnet(model: nn.Module, space: SearchSpace, *, inplace: bool = Fa
     if verify and not on_meta:
         # cut in place, ``model`` is the slim model: the trace still holds the full weights
         full = _traced_model(space) if inplace else model
-        problem = _mismatch(full, slim, space)
+        reference = Reference(full, analysis.traced.args, analysis.traced.kwargs)
+        problem = reference.mismatch(slim)
         if problem is not None:
             slim = apply(model, replace(slim.trainonce_recipe, kind="program"), space)
-            again = _mismatch(full, slim, space)
+            again = reference.mismatch(slim)
             if again is not None:
                 raise SubnetMismatchError(f"slim model differs from the full model: {again}")
             warnings.warn(
@@ -71,7 +72,3 @@ def _traced_model(space: SearchSpace) -> nn.Module:
     unlifted = space.analysis.traced.program.module()
     return torch.fx.GraphModule(unlifted, unlifted.graph)  # supports eval(), unlike `unlifted`
 
-
-def _mismatch(full: nn.Module, slim: nn.Module, space: SearchSpace) -> str | None:
-    traced = space.analysis.traced
-    return mismatch(full, slim, traced.args, traced.kwargs)

@@ -117,31 +117,54 @@ def _float64_agrees(full: nn.Module, slim: nn.Module, args: tuple, kwargs: dict)
     return len(ref) == len(got) and _compare(ref, got) is None
 
 
+class Reference:
+    """The full model's outputs on the example input and on a random input of the same shapes
+    and dtypes (see `random_inputs`), computed once for every slim candidate compared to it."""
+
+    def __init__(self, full: nn.Module, args: tuple, kwargs: dict, seed: int = 0) -> None:
+        self.full = full
+        self.inputs = {"the example input": (args, kwargs),
+                       "a random input": random_inputs(args, kwargs, seed)}
+        self._outputs: dict[str, list[torch.Tensor] | None] = {}
+
+    def outputs(self, label: str) -> list[torch.Tensor] | None:
+        """None: the full model rejects this (random) input, so it cannot be compared there."""
+        if label not in self._outputs:
+            try:
+                self._outputs[label] = run(self.full, *self.inputs[label])
+            except Exception:  # noqa: BLE001 - only a random input can be one the model rejects
+                if label == "the example input":
+                    raise
+                self._outputs[label] = None
+        return self._outputs[label]
+
+    def mismatch(self, slim: nn.Module) -> str | None:
+        """Why ``slim`` does not compute what the full model computes, or None when it does.
+
+        Checked on both inputs: an example that hides a wrong cut (all zeros through a
+        bias-free path) cannot hide it twice. A float32 difference is re-checked in float64
+        before it counts.
+        """
+        for label, (args, kwargs) in self.inputs.items():
+            ref = self.outputs(label)
+            if ref is None:
+                continue
+            try:
+                got = run(slim, args, kwargs)
+            except Exception as exc:  # noqa: BLE001 - reported to the caller, who decides
+                first = (str(exc).splitlines() or [""])[0][:200]
+                return f"{type(exc).__name__}: {first} on {label}"
+            if len(ref) != len(got):
+                return f"{len(got)} outputs instead of {len(ref)} on {label}"
+            bad = _compare(ref, got)
+            if bad is not None and not _float64_agrees(self.full, slim, args, kwargs):
+                i, diff = bad
+                return f"{_describe(i, ref[i], got[i], diff)} on {label}"
+        return None
+
+
 def mismatch(full: nn.Module, slim: nn.Module, args: tuple, kwargs: dict, seed: int = 0
              ) -> str | None:
-    """Why ``slim`` does not compute what ``full`` computes, or None when it does.
-
-    Checked on the example ``(args, kwargs)`` and on a random input of the same shapes and
-    dtypes (see `random_inputs`): an example that hides a wrong cut (all zeros through a
-    bias-free path) cannot hide it twice. A float32 difference is re-checked in float64
-    before it counts.
-    """
-    for label, (a, kw) in (("the example input", (args, kwargs)),
-                           ("a random input", random_inputs(args, kwargs, seed))):
-        try:
-            ref = run(full, a, kw)
-        except Exception:  # noqa: BLE001 - only a random input can be one the model rejects
-            if label == "a random input":
-                continue
-            raise
-        try:
-            got = run(slim, a, kw)
-        except Exception as exc:  # noqa: BLE001 - reported to the caller, who decides
-            return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]} on {label}"
-        if len(ref) != len(got):
-            return f"{len(got)} outputs instead of {len(ref)}"
-        bad = _compare(ref, got)
-        if bad is not None and not _float64_agrees(full, slim, a, kw):
-            i, diff = bad
-            return f"{_describe(i, ref[i], got[i], diff)} on {label}"
-    return None
+    """Why ``slim`` does not compute what ``full`` computes on ``(args, kwargs)`` and on a
+    random input like it, or None when it does (see `Reference.mismatch`)."""
+    return Reference(full, args, kwargs, seed).mismatch(slim)
