@@ -39,7 +39,8 @@ def _sha256(file: Path) -> str:
 def save(slim: nn.Module, path: str | os.PathLike) -> Path:
     """Write ``slim`` (from `construct_subnet`) to the directory ``path``: weights in
     ``model.safetensors`` and the recipe, with the weights' SHA-256, in ``recipe.json``.
-    Both are written aside and replace a previous save at ``path`` together. Returns ``path``."""
+    Both are written aside and replace a previous save at ``path`` together, so ``path`` must
+    be new, empty or a previous save (other files in it are refused). Returns ``path``."""
     recipe = getattr(slim, "trainonce_recipe", None)
     if not isinstance(recipe, Recipe):
         raise ValueError("save() takes a model returned by trainonce.construct_subnet")

@@ -29,7 +29,7 @@ def architecture_of(model: nn.Module) -> str:
     return f"{type(model).__module__}.{type(model).__qualname__}"
 
 
-@dataclass
+@dataclass(eq=False)  # tensors inside: compare fields explicitly
 class Recipe:
     """What makes a slim model from its full architecture.
 
