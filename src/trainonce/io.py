@@ -1,17 +1,20 @@
-"""Saving and loading slim models: weights as safetensors, plus a small JSON recipe of what was
-removed from which architecture. No pickled modules; files are written atomically."""
+"""Saving and loading slim models: the files only (weights as safetensors, the recipe as JSON);
+what a recipe means lives in `trainonce.subnet.recipe`. No pickled modules."""
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-import torch
 from torch import nn
+
+from .subnet.recipe import Recipe, rebuild
 
 WEIGHTS = "model.safetensors"
 RECIPE = "recipe.json"
@@ -25,82 +28,103 @@ def _safetensors():
     return st
 
 
-def _spec(x):
-    if isinstance(x, torch.Tensor):
-        return {"tensor": list(x.shape), "dtype": str(x.dtype).removeprefix("torch.")}
-    if isinstance(x, (bool, int, float, str)) or x is None:
-        return {"value": x}
-    raise TypeError(f"cannot record an example input of type {type(x).__name__}")
-
-
-def _unspec(s):
-    if "tensor" in s:
-        return torch.zeros(s["tensor"], dtype=getattr(torch, s["dtype"]))
-    return s["value"]
-
-
-def input_specs(args: tuple, kwargs: dict) -> dict:
-    return {"args": [_spec(a) for a in args], "kwargs": {k: _spec(v) for k, v in kwargs.items()}}
+def _sha256(file: Path) -> str:
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def save(slim: nn.Module, path: str | os.PathLike) -> Path:
     """Write ``slim`` (from `construct_subnet`) to the directory ``path``: weights in
-    ``model.safetensors`` and the recipe in ``recipe.json``. Returns the directory."""
+    ``model.safetensors`` and the recipe, with the weights' SHA-256, in ``recipe.json``.
+    Both are written aside and replace a previous save at ``path`` together, so ``path`` must
+    be new, empty or a previous save (other files in it are refused). Returns ``path``."""
     recipe = getattr(slim, "trainonce_recipe", None)
-    if recipe is None:
+    if not isinstance(recipe, Recipe):
         raise ValueError("save() takes a model returned by trainonce.construct_subnet")
     st = _safetensors()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    target = Path(os.path.realpath(path))
+    _check_target(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         st.save_model(slim, str(tmp / WEIGHTS))
-        (tmp / RECIPE).write_text(json.dumps(recipe))
-        path.mkdir(exist_ok=True)
-        for name in (WEIGHTS, RECIPE):  # each file replaced atomically
-            os.replace(tmp / name, path / name)
+        signed = replace(recipe, weights_sha256=_sha256(tmp / WEIGHTS))
+        (tmp / RECIPE).write_text(signed.to_json())
+        _replace_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
+def _check_target(target: Path) -> None:
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{target} is a file: save() writes a directory")
+    other = sorted(p.name for p in target.iterdir()) if target.is_dir() else []
+    other = [n for n in other if n not in (WEIGHTS, RECIPE)]
+    if other:
+        raise ValueError(f"{target} holds other files ({', '.join(other[:3])}): save() replaces "
+                         "the whole directory, so give it a new or empty one")
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Put the finished directory ``new`` at ``target`` (two renames). A previous ``target`` is
+    set aside until the new one is in place, and put back if that fails."""
+    # self-contained until trainonce.atomic offers a shared directory swap
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(new, 0o777 & ~umask)  # mkdtemp makes 0700 directories; use the usual permissions
+    if not target.exists():
+        os.replace(new, target)
+        return
+    aside = target.with_name(f".{target.name}.previous-{uuid.uuid4().hex[:8]}")
+    os.replace(target, aside)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(aside, target)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def load(path: str | os.PathLike, model_factory: Callable[[], nn.Module]) -> nn.Module:
     """Rebuild a slim model: ``model_factory()`` gives the full architecture, the recipe cuts
-    it, the saved weights fill it. The architecture must match the one that was saved."""
-    from .subnet.hf import update_hf_config
-    from .subnet.modules import snapshot_sizes, update_sizes
-    from .subnet.slicing import apply_plan
-
+    it, the saved weights fill it. The architecture must match the one that was saved, and the
+    weights file the one saved with the recipe."""
     path = Path(path)
+    recipe = _read_recipe(path)
+    weights = path / WEIGHTS
+    if recipe.weights_sha256 is not None:  # version 1 recipes carry no hash
+        try:
+            digest = _sha256(weights)
+        except OSError as exc:
+            raise ValueError(f"{path} holds a recipe but no readable weights ({exc})") from exc
+        if digest != recipe.weights_sha256:
+            raise ValueError(
+                f"{weights} is not the weights file saved with {path / RECIPE} (SHA-256 "
+                f"{digest[:12]}... instead of {recipe.weights_sha256[:12]}...): it was changed "
+                "or replaced since; save the model again")
+    slim = rebuild(recipe, model_factory())
     try:
-        recipe = json.loads((path / RECIPE).read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path} holds no readable trainonce recipe ({exc})") from exc
-    if recipe.get("format") != "trainonce-slim/1":
-        raise ValueError(f"{path / RECIPE} is not a trainonce recipe")
-    model = model_factory()
-    arch = f"{type(model).__module__}.{type(model).__qualname__}"
-    if arch != recipe["architecture"]:
-        raise ValueError(f"model_factory built {arch}, but {path} holds a {recipe['architecture']}")
-    plan = {n: {int(d): torch.tensor(k, dtype=torch.long) for d, k in dims.items()}
-            for n, dims in recipe["removed"].items()}
-    if recipe["kind"] == "program":
-        from .space.build import analyze
-        from .subnet.program import slim_program
-
-        inputs = recipe["inputs"]
-        args = tuple(_unspec(s) for s in inputs["args"])
-        kwargs = {k: _unspec(s) for k, s in inputs["kwargs"].items()}
-        space = analyze(model, (args, kwargs))
-        zero = torch.zeros(space.num_zigs, dtype=torch.bool)
-        zero[recipe["zero_zigs"]] = True
-        slim = slim_program(space, zero, plan)
-    else:
-        before = snapshot_sizes(model)
-        apply_plan(model, plan)
-        update_sizes(model, before)
-        update_hf_config(model)
-        slim = model
-    _safetensors().load_model(slim, str(path / WEIGHTS), strict=True)
-    slim.trainonce_recipe = recipe
+        _safetensors().load_model(slim, str(weights), strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise ValueError(f"the weights in {weights} do not fit the slim model ({exc}): "
+                         "model_factory must build the configuration that was saved") from exc
     return slim
+
+
+def _read_recipe(path: Path) -> Recipe:
+    file = path / RECIPE
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        aside = sorted(path.parent.glob(f".{path.name}.previous-*"))
+        hint = f"; an interrupted save left the previous one in {aside[-1]}" if aside else ""
+        raise ValueError(f"{path} holds no readable trainonce recipe ({exc}){hint}") from exc
+    try:
+        return Recipe.from_json(text)
+    except ValueError as exc:
+        raise ValueError(f"{file}: {exc}") from exc

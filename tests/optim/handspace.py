@@ -78,7 +78,7 @@ def flops_terms(model: nn.Module, space: SearchSpace, example: torch.Tensor) -> 
 
 def build_space(model: nn.Module, specs: list[ChannelSpec], example: torch.Tensor) -> SearchSpace:
     tmp = SearchSpace(model, _groups(model, specs))
-    terms = CostModel.from_params(model, tmp).terms + flops_terms(model, tmp, example)
+    terms = CostModel.from_params(model, tmp.param_slices).terms + flops_terms(model, tmp, example)
     return SearchSpace(model, _groups(model, specs), costs=CostModel(terms))
 
 

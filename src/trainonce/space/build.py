@@ -6,7 +6,6 @@ first reason recorded). ZIGs owning the same slices of the same parameters form 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,6 +15,7 @@ from ..graph.components import components
 from ..graph.labels import Labels, spans
 from ..graph.propagate import Propagation, pin_outputs, propagate
 from ..trace import Traced, trace
+from .analysis import Analysis
 from .costs import CostModel, CostTerm
 from .search_space import Group, Member, SearchSpace
 
@@ -24,15 +24,6 @@ _NO_REASON = 1 << 62
 
 class NothingPrunableError(ValueError):
     """The model has no zero-invariant group that may be removed."""
-
-
-@dataclass
-class Analysis:
-    """What construction needs beyond the groups: the trace and each atom's ZIG."""
-
-    traced: Traced
-    prop: Propagation
-    zig_of_atom: torch.Tensor  # global ZIG id of every atom, -1 if none or kept whole
 
 
 def analyze(model: nn.Module, example_inputs: Any, *, exclude: list[str] | None = None
@@ -178,13 +169,10 @@ def _assemble(traced: Traced, prop: Propagation, roots: torch.Tensor) -> SearchS
         notes.append(f"{len(unseen)} parameters are not used by the traced (eval-mode) forward, "
                      f"e.g. '{unseen[0]}' (training-only heads?): they are left untouched, and a "
                      "slim model may not run them")
-    space = SearchSpace(traced.model, groups, costs, notes=notes)
-    space.buffer_slices = {
-        name: {d: zig_of_atom[ids] for d, ids in dims.items()}
-        for name, dims in prop.buffer_atoms.items()
-    }
-    space.analysis = Analysis(traced, prop, zig_of_atom)
-    return space
+    buffer_slices = {name: {d: zig_of_atom[ids] for d, ids in dims.items()}
+                     for name, dims in prop.buffer_atoms.items()}
+    return SearchSpace(traced.model, groups, costs, notes=notes, buffer_slices=buffer_slices,
+                       analysis=Analysis(traced, prop, zig_of_atom))
 
 
 def _nothing_prunable_message(space: SearchSpace) -> str:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from .search_space import SearchSpace
+    from .search_space import ParamSlices
 
 
 @dataclass
@@ -107,11 +107,12 @@ class CostModel:
         self._tables = {k: _Table([t for t in terms if t.kind == k]) for k in ("flops", "params")}
 
     @classmethod
-    def from_params(cls, model: nn.Module, space: SearchSpace) -> CostModel:
-        """Parameter terms only (no FLOPs): for search spaces built by hand."""
+    def from_params(cls, model: nn.Module, param_slices: dict[str, ParamSlices]) -> CostModel:
+        """Parameter terms only (no FLOPs): for search spaces built by hand.
+        ``param_slices``: the ZIG of every position of every prunable parameter dim."""
         terms = []
         for name, p in model.named_parameters():
-            ps = space.param_slices.get(name)
+            ps = param_slices.get(name)
             dims = ps.dims if ps is not None else {}
             unit = 1
             for d, s in enumerate(p.shape):

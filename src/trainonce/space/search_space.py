@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .analysis import Analysis
 from .costs import CostModel
 
 
@@ -58,6 +59,10 @@ class SearchSpace:
     ``groups`` is the readable view; ``param_slices`` is the flat view the optimizers use:
     for every parameter dim, one LongTensor mapping positions to global ZIG ids, so per-ZIG norms
     are a ``index_add_`` per member instead of a loop over ZIGs.
+
+    ``buffer_slices``: the same map for buffers (e.g. BatchNorm statistics) that lose positions.
+    ``analysis``: the trace behind the groups, set by `trainonce.analyze`; `construct_subnet`
+    needs it. A space built by hand has none (and, without ``costs``, parameter costs only).
     """
 
     def __init__(
@@ -66,6 +71,9 @@ class SearchSpace:
         groups: list[Group],
         costs: CostModel | None = None,
         notes: list[str] | None = None,
+        *,
+        buffer_slices: dict[str, dict[int, torch.Tensor]] | None = None,
+        analysis: Analysis | None = None,
     ) -> None:
         self.model = model
         self.groups = groups
@@ -75,10 +83,10 @@ class SearchSpace:
             offset += g.size
         self.num_zigs = offset
         self.notes = list(notes or [])
-        self.buffer_slices: dict[str, dict[int, torch.Tensor]] = {}
-        self.analysis = None  # set by `analyze`: the trace, for sub-network construction
+        self.buffer_slices: dict[str, dict[int, torch.Tensor]] = dict(buffer_slices or {})
+        self.analysis: Analysis | None = analysis
         self._slices = self._build_slices()
-        self.costs = costs if costs is not None else CostModel.from_params(model, self)
+        self.costs = costs if costs is not None else CostModel.from_params(model, self._slices)
         self._param_count = {n: p.numel() for n, p in self._named_params().items()}
         self._zig_cost_cache: dict[str, torch.Tensor] = {}
         self._fill_group_costs()

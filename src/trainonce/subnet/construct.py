@@ -1,21 +1,19 @@
 """Stage 4 of the pipeline: the physically smaller model that computes what the trained one
-computes, checked on the example inputs before it is returned."""
+computes, checked on the example input and on a random one before it is returned."""
 
 from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import replace
 
 import torch
 from torch import nn
 
-from ..io import input_specs
 from ..space.search_space import SearchSpace
-from ..trace import _TensorOutputs
-from .hf import update_hf_config
-from .modules import snapshot_sizes, update_sizes
-from .program import slim_program
-from .slicing import apply_plan, removal_plan
+from .recipe import Recipe, apply
+from .slicing import removal_plan
+from .verify import Reference, run
 
 
 class SubnetMismatchError(RuntimeError):
@@ -27,30 +25,32 @@ def construct_subnet(model: nn.Module, space: SearchSpace, *, inplace: bool = Fa
     """Remove every ZIG of ``space`` that is exactly zero in ``model``; return the slim model.
 
     ``zero`` overrides which ZIGs to remove (e.g. for models on the meta device).
-    The slim model is run against ``model`` on the example inputs; a difference above
-    1e-5 * max|y| raises `SubnetMismatchError`. If the model's own forward keeps stale sizes,
-    the slim model is the traced program with cut weights (a `torch.fx.GraphModule`).
+    The slim model is run against ``model`` on the example inputs and on random inputs of the
+    same shapes (`trainonce.subnet.verify.mismatch`); a difference above the tolerance of the
+    output dtype (1e-5 * max|y| for float32, re-checked in float64) raises
+    `SubnetMismatchError`. If the model's own forward keeps stale sizes, the slim model is the
+    traced program with cut weights (a `torch.fx.GraphModule`). The recipe of the cut goes with
+    the slim model as ``trainonce_recipe`` (see `trainonce.save`).
     """
-    if space.analysis is None:
+    analysis = space.analysis
+    if analysis is None:
         raise ValueError("construct_subnet needs a SearchSpace made by trainonce.analyze")
     on_meta = any(p.is_meta for p in model.parameters())
     if zero is None:
         if on_meta:
             raise ValueError("a model on the meta device has no values: pass zero= explicitly")
         zero = space.zero_mask()
-    plan = removal_plan(space, zero)
-    slim = model if inplace else copy.deepcopy(model)
-    before = snapshot_sizes(slim)
-    apply_plan(slim, plan)
-    update_sizes(slim, before)
-    notes = update_hf_config(slim)
-    kind = "eager"
+    recipe = Recipe.of(model, removal_plan(space, zero), zero, analysis.traced.args,
+                       analysis.traced.kwargs)
+    slim = apply(model if inplace else copy.deepcopy(model), recipe)
     if verify and not on_meta:
-        problem = _mismatch(model, slim, space)
+        # cut in place, ``model`` is the slim model: the trace still holds the full weights
+        full = _traced_model(space) if inplace else model
+        reference = Reference(full, analysis.traced.args, analysis.traced.kwargs)
+        problem = reference.mismatch(slim)
         if problem is not None:
-            kind = "program"
-            slim = slim_program(space, zero, plan)
-            again = _mismatch(model, slim, space)
+            slim = apply(model, replace(slim.trainonce_recipe, kind="program"), space)
+            again = reference.mismatch(slim)
             if again is not None:
                 raise SubnetMismatchError(f"slim model differs from the full model: {again}")
             warnings.warn(
@@ -58,48 +58,17 @@ def construct_subnet(model: nn.Module, space: SearchSpace, *, inplace: bool = Fa
                 f"({problem}); returning the slim traced program (torch.fx.GraphModule) instead",
                 stacklevel=2,
             )
-    slim.trainonce_recipe = {
-        "format": "trainonce-slim/1",
-        "kind": kind,
-        "architecture": f"{type(model).__module__}.{type(model).__qualname__}",
-        "removed": {n: {str(d): k.tolist() for d, k in dims.items()} for n, dims in plan.items()},
-        "zero_zigs": torch.nonzero(zero).flatten().tolist(),
-        "inputs": input_specs(space.analysis.traced.args, space.analysis.traced.kwargs),
-        "notes": notes,
-    }
     return slim
 
 
 def outputs(model: nn.Module, space: SearchSpace) -> list[torch.Tensor]:
+    """The tensors ``model`` outputs on the example inputs ``space`` was traced on."""
     traced = space.analysis.traced
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            if isinstance(model, torch.fx.GraphModule):
-                out = model(*traced.args, **traced.kwargs)
-                return list(out) if isinstance(out, (tuple, list)) else [out]
-            return list(_TensorOutputs(model)(*traced.args, **traced.kwargs))
-    finally:
-        model.train(was)
+    return run(model, traced.args, traced.kwargs)
 
 
-def _mismatch(full: nn.Module, slim: nn.Module, space: SearchSpace) -> str | None:
-    ref = outputs(full, space)
-    try:
-        got = outputs(slim, space)
-    except Exception as exc:  # noqa: BLE001 - reported, then the fallback is tried
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-    if len(ref) != len(got):
-        return f"{len(got)} outputs instead of {len(ref)}"
-    for i, (a, b) in enumerate(zip(ref, got)):
-        if a.shape != b.shape:
-            return f"output {i} has shape {tuple(b.shape)} instead of {tuple(a.shape)}"
-        if a.is_floating_point():
-            scale = float(a.abs().max()) if a.numel() else 0.0
-            diff = float((a - b).abs().max()) if a.numel() else 0.0
-            if diff > 1e-5 * max(scale, 1e-12):
-                return f"output {i} differs by {diff:.3g} (max |y| = {scale:.3g})"
-        elif not torch.equal(a, b):
-            return f"output {i} differs"
-    return None
+def _traced_model(space: SearchSpace) -> nn.Module:
+    """The full model as traced (its weights as they were before any cut)."""
+    unlifted = space.analysis.traced.program.module()
+    return torch.fx.GraphModule(unlifted, unlifted.graph)  # supports eval(), unlike `unlifted`
+

@@ -12,6 +12,7 @@ from torch import fx, nn
 
 from ..graph import registry, table  # noqa: F401 - table registers the built-in rules
 from ..graph.labels import Labels, spans
+from ..space.analysis import Analysis
 from ..space.search_space import SearchSpace
 from .slicing import apply_plan
 
@@ -21,16 +22,15 @@ aten = torch.ops.aten
 class _Sizes:
     """Kept positions along each dim of each traced value, given the zero ZIGs."""
 
-    def __init__(self, space: SearchSpace, zero: torch.Tensor) -> None:
-        self.labels = space.analysis.prop.labels
-        self.zig = space.analysis.zig_of_atom
+    def __init__(self, analysis: Analysis, zero: torch.Tensor) -> None:
+        self.analysis = analysis
         self.zero_ext = torch.cat([zero.bool().cpu(), torch.tensor([False])])
 
     def kept(self, lab: Labels, d: int) -> torch.Tensor | None:
         ax = lab.axis_spanning(d) if isinstance(lab, Labels) else None
         if ax is None:
             return None
-        zig = self.zig[ax]
+        zig = self.analysis.zigs_of(ax)
         if len(spans(ax)) > 1 and bool((zig == zig.narrow(d, 0, 1)).all()):
             return None  # the removal unit spans other dims: this one never shrinks
         z = zig[tuple(slice(None) if k == d else 0 for k in range(ax.dim()))].clone()
@@ -45,16 +45,19 @@ class _Sizes:
         return out
 
     def of(self, node: fx.Node):
-        return self.labels.get(node.name)
+        return self.analysis.labels_of(node.name)
 
 
 def slim_program(space: SearchSpace, zero: torch.Tensor, plan: dict) -> nn.Module:
     """A `torch.fx.GraphModule` computing the slim model, built from the traced program."""
-    program = space.analysis.traced.program
+    analysis = space.analysis
+    if analysis is None:
+        raise ValueError("slim_program needs a SearchSpace made by trainonce.analyze")
+    program = analysis.traced.program
     # a plain GraphModule over the unlifted graph: it supports train()/eval() like any module
     unlifted = program.module()
     gm = fx.GraphModule(unlifted, unlifted.graph)
-    sz = _Sizes(space, zero)
+    sz = _Sizes(analysis, zero)
     for node in list(gm.graph.nodes):
         if node.op != "call_function":
             continue

@@ -1,0 +1,29 @@
+"""What `analyze` keeps beyond the groups, for sub-network construction: the trace, the channel
+labels of every traced value and the ZIG of every atom. Imported by space and subnet alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..graph.propagate import Propagation
+from ..trace import Traced
+
+
+@dataclass
+class Analysis:
+    """The trace of a model and, for every atom of its channel labels, the ZIG it belongs to."""
+
+    traced: Traced
+    prop: Propagation
+    zig_of_atom: torch.Tensor  # global ZIG id of every atom, -1 if none or kept whole
+
+    def labels_of(self, node_name: str) -> object | None:
+        """Channel labels of the traced value ``node_name`` (a `Labels`, a list of them for
+        multi-output ops, or None when nothing was recorded for it)."""
+        return self.prop.labels.get(node_name)
+
+    def zigs_of(self, axis: torch.Tensor) -> torch.Tensor:
+        """Global ZIG id of every atom of ``axis`` (same shape; -1: in no prunable ZIG)."""
+        return self.zig_of_atom[axis]
