@@ -6,11 +6,13 @@ caller's mode restored, and outputs that hold non-tensor objects (e.g. Hugging F
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from torch.export import Dim
+from torch.fx.experimental import symbolic_shapes
 
 
 class TraceError(RuntimeError):
@@ -48,6 +50,57 @@ def _tensor_leaves(out: Any) -> list[torch.Tensor]:
     return []
 
 
+@dataclass
+class OutputTemplate:
+    """The model's output with every tensor replaced by its index in the flat list (in the
+    order of `trace._tensor_leaves`); non-tensor leaves that cannot be rebuilt are named in
+    ``dropped`` and come back as None."""
+
+    tree: Any
+    dropped: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, out: Any) -> OutputTemplate:
+        counter, dropped = iter(range(1 << 62)), []
+        return cls(_encode(out, counter, dropped, "output"), dropped)
+
+    def rebuild(self, leaves: tuple | list) -> Any:
+        return _decode(self.tree, list(leaves))
+
+
+def _encode(x: Any, counter, dropped: list[str], path: str) -> Any:
+    if isinstance(x, torch.Tensor):
+        return ("tensor", next(counter))
+    if isinstance(x, dict):  # includes transformers' ModelOutput (a dict and a dataclass)
+        items = [(k, _encode(v, counter, dropped, f"{path}[{k!r}]")) for k, v in x.items()]
+        return ("dict", type(x), items)
+    if isinstance(x, (tuple, list)):
+        kids = [_encode(v, counter, dropped, f"{path}[{i}]") for i, v in enumerate(x)]
+        return ("seq", type(x), kids)
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return ("const", x)
+    dropped.append(f"{path} ({type(x).__name__})")
+    return ("const", None)
+
+
+def _decode(node: Any, leaves: list) -> Any:
+    kind = node[0]
+    if kind == "tensor":
+        return leaves[node[1]]
+    if kind == "const":
+        return node[1]
+    if kind == "dict":
+        cls, items = node[1], [(k, _decode(v, leaves)) for k, v in node[2]]
+        if is_dataclass(cls):  # ModelOutput: keyword construction keeps its field order
+            names = {f.name for f in fields(cls)}
+            return cls(**{k: v for k, v in items if k in names})
+        return cls(items)
+    cls, kids = node[1], [_decode(v, leaves) for v in node[2]]
+    if hasattr(cls, "_fields"):  # namedtuple
+        return cls(*kids)
+    return cls(kids)
+
+
 class _TensorOutputs(nn.Module):
     """Wraps a model so its output is a flat tuple of tensors (what `torch.export` needs)."""
 
@@ -68,6 +121,7 @@ class Traced:
     args: tuple
     kwargs: dict
     # placeholder node name -> canonical parameter / buffer name in `model`
+    output: OutputTemplate | None = None  # the structure of the model's output
     params: dict[str, str] = field(default_factory=dict)
     buffers: dict[str, str] = field(default_factory=dict)
     user_inputs: list[str] = field(default_factory=list)
@@ -77,7 +131,7 @@ class Traced:
         return self.program.graph
 
 
-_PREFIX = "model."
+MODEL_PREFIX = "model."  # the user model inside `_TensorOutputs`, as named in the program
 
 
 def _canonical_names(model: nn.Module) -> tuple[dict[int, str], dict[int, str]]:
@@ -90,13 +144,54 @@ def _canonical_names(model: nn.Module) -> tuple[dict[int, str], dict[int, str]]:
     return params, buffers
 
 
-def trace(model: nn.Module, example_inputs: Any) -> Traced:
-    """Export ``model`` on ``example_inputs`` in eval mode and map graph inputs to names."""
+def concrete(size: Any) -> int:
+    """A traced size as an int: symbolic sizes (a dynamic batch) give their example value."""
+    if isinstance(size, int):
+        return size
+    return int(symbolic_shapes.optimization_hint(size))
+
+
+def batch_size(args: tuple, kwargs: dict) -> int | None:
+    """The batch size of example inputs: the most common size of dim 0 among the tensors (the
+    inputs of that size are taken as batch-major); None without tensor inputs."""
+    leads = [x.shape[0] for x in (*args, *kwargs.values())
+             if isinstance(x, torch.Tensor) and x.dim() > 0]
+    return max(set(leads), key=leads.count) if leads else None
+
+
+def _dynamic_batch(args: tuple, kwargs: dict) -> tuple[tuple, dict, tuple]:
+    """Inputs whose dim 0 is the batch get a dynamic dim 0; a batch of 1 is repeated to 2
+    first (torch.export specialises sizes 0 and 1)."""
+    batch = batch_size(args, kwargs)
+    if batch is None:
+        raise TraceError("no tensor input has a batch dimension")
+
+    def one(x):
+        if isinstance(x, torch.Tensor) and x.dim() > 0 and x.shape[0] == batch:
+            return (x.repeat(2, *[1] * (x.dim() - 1)) if batch == 1 else x), {0: Dim.AUTO}
+        return x, None
+
+    a = [one(x) for x in args]
+    k = {n: one(x) for n, x in kwargs.items()}
+    specs = (tuple(s for _, s in a), {n: s for n, (_, s) in k.items()}) if kwargs else (
+        tuple(s for _, s in a),)
+    return tuple(x for x, _ in a), {n: x for n, (x, _) in k.items()}, specs
+
+
+def trace(model: nn.Module, example_inputs: Any, *, dynamic_batch: bool = False) -> Traced:
+    """Export ``model`` on ``example_inputs`` in eval mode and map graph inputs to names.
+    With ``dynamic_batch`` the batch size stays symbolic (for the slim traced program)."""
     args, kwargs = normalize_inputs(example_inputs)
+    shapes = None
+    if dynamic_batch:
+        args, kwargs, shapes = _dynamic_batch(args, kwargs)
     was_training = model.training
     model.eval()
     try:
-        program = torch.export.export(_TensorOutputs(model), args, kwargs, strict=False)
+        program = torch.export.export(_TensorOutputs(model), args, kwargs, dynamic_shapes=shapes,
+                                      strict=False)
+        with torch.no_grad():  # the output's structure (export sees only its tensors)
+            template = OutputTemplate.of(model(*args, **kwargs))
     except Exception as exc:  # noqa: BLE001 - re-raised with a diagnosis
         raise TraceError(_diagnose(exc)) from exc
     finally:
@@ -104,13 +199,13 @@ def trace(model: nn.Module, example_inputs: Any) -> Traced:
 
     pid, bid = _canonical_names(model)
     sig = program.graph_signature
-    traced = Traced(program, model, args, kwargs)
+    traced = Traced(program, model, args, kwargs, template)
     for node_name, target in sig.inputs_to_parameters.items():
-        p = model.get_parameter(target.removeprefix(_PREFIX))
+        p = model.get_parameter(target.removeprefix(MODEL_PREFIX))
         traced.params[node_name] = pid[id(p)]
     for node_name, target in sig.inputs_to_buffers.items():
-        b = model.get_buffer(target.removeprefix(_PREFIX))
-        traced.buffers[node_name] = bid.get(id(b), target.removeprefix(_PREFIX))
+        b = model.get_buffer(target.removeprefix(MODEL_PREFIX))
+        traced.buffers[node_name] = bid.get(id(b), target.removeprefix(MODEL_PREFIX))
     traced.user_inputs = list(sig.user_inputs)
     return traced
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import fx
 
-from ..trace import Traced, concrete
+from ..trace import MODEL_PREFIX, Traced, concrete
 from . import registry, table  # noqa: F401 - table registers the built-in rules
 from .labels import Labels, Recorder, Site, unlabelled
 from .rules import tensor_args
@@ -53,9 +53,8 @@ def _module_path(node: fx.Node) -> str:
     if not stack:
         return ""
     path = list(stack.values())[-1][0]
-    for prefix in ("L['self'].", "model."):
-        path = path.removeprefix(prefix)
-    return "" if path == "model" else path
+    path = path.removeprefix("L['self'].").removeprefix(MODEL_PREFIX)
+    return "" if path == MODEL_PREFIX.rstrip(".") else path
 
 
 def _fresh_labels(rec: Recorder, shape: tuple[int, ...]) -> tuple[list, dict[int, torch.Tensor]]:

@@ -13,7 +13,7 @@ from torch import nn
 from ..space.search_space import SearchSpace
 from .recipe import Recipe, apply
 from .slicing import removal_plan
-from .verify import Reference, run
+from .verify import OTHER_BATCH, Reference, run
 
 
 class SubnetMismatchError(RuntimeError):
@@ -49,15 +49,21 @@ def construct_subnet(model: nn.Module, space: SearchSpace, *, inplace: bool = Fa
         reference = Reference(full, analysis.traced.args, analysis.traced.kwargs)
         problem = reference.mismatch(slim)
         if problem is not None:
-            slim = apply(model, replace(slim.trainonce_recipe, kind="program"), space)
-            again = reference.mismatch(slim)
+            slim = apply(model, replace(slim.trainonce_recipe, kind="program"), space,
+                         full=not inplace)
+            fixed = slim.fixed_batch is not None
+            again = reference.mismatch(slim, skip=(OTHER_BATCH,) if fixed else ())
             if again is not None:
                 raise SubnetMismatchError(f"slim model differs from the full model: {again}")
             warnings.warn(
                 f"trainonce: {type(model).__name__}'s own forward does not follow the cut "
-                f"({problem}); returning the slim traced program (torch.fx.GraphModule) instead",
-                stacklevel=2,
-            )
+                f"({problem}); returning the slim traced program instead (same inputs and "
+                "outputs, BatchNorm/Dropout as in eval mode)", stacklevel=2)
+            if fixed:
+                warnings.warn(
+                    f"trainonce: the slim program of {type(model).__name__} runs only at the "
+                    f"example's batch size (tracing it with a dynamic batch failed: "
+                    f"{slim.fixed_batch})", stacklevel=2)
     return slim
 
 

@@ -7,13 +7,18 @@ op's `resize` entry in the op table (`graph/table.py`).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import fx, nn
 
 from ..graph import registry, table  # noqa: F401 - table registers the built-in rules
 from ..graph.labels import Labels, spans
+from ..graph.propagate import propagate
 from ..space.analysis import Analysis
 from ..space.search_space import SearchSpace
+from ..trace import MODEL_PREFIX, OutputTemplate, trace
+from .interface import SlimProgram, mode_dependent_layers
 from .slicing import apply_plan
 
 aten = torch.ops.aten
@@ -48,14 +53,45 @@ class _Sizes:
         return self.analysis.labels_of(node.name)
 
 
-def slim_program(space: SearchSpace, zero: torch.Tensor, plan: dict) -> nn.Module:
-    """A `torch.fx.GraphModule` computing the slim model, built from the traced program."""
+def slim_program(space: SearchSpace, zero: torch.Tensor, plan: dict,
+                 source: nn.Module | None = None) -> SlimProgram:
+    """The slim model as a traced program with cut weights, returning the model's own output
+    structure. With ``source`` (the full model, not yet cut) the program is traced again with a
+    dynamic batch dimension, so it runs at any batch size; without it, or if that trace fails,
+    the analysis trace is used and the batch size stays the example's (``fixed_batch``)."""
     analysis = space.analysis
     if analysis is None:
         raise ValueError("slim_program needs a SearchSpace made by trainonce.analyze")
-    program = analysis.traced.program
+    gm, reason = None, "no source model to trace again"
+    if source is not None:
+        try:
+            gm = _cut_program(_dynamic_analysis(analysis, source), zero, plan)
+        except Exception as exc:  # noqa: BLE001 - the fixed-batch program is the fallback
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    fixed = gm is None
+    if fixed:
+        gm = _cut_program(analysis, zero, plan)
+    slim = SlimProgram(gm, analysis.traced.output or OutputTemplate(("seq", tuple, [])),
+                       mode_dependent_layers(analysis.traced.model))
+    slim.fixed_batch = reason if fixed else None
+    return slim
+
+
+def _dynamic_analysis(analysis: Analysis, source: nn.Module) -> Analysis:
+    """Labels of a dynamic-batch trace of ``source``. Parameters get their atoms in the same
+    order as in the analysis trace, so the analysis' ZIG of every atom still applies."""
+    traced = trace(source, (analysis.traced.args, analysis.traced.kwargs), dynamic_batch=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the analysis already reported them
+        prop = propagate(traced)
+    if prop.rec.next_atom != analysis.prop.rec.next_atom:
+        raise RuntimeError("the dynamic-batch trace labels the model differently")
+    return Analysis(traced, prop, analysis.zig_of_atom)
+
+
+def _cut_program(analysis: Analysis, zero: torch.Tensor, plan: dict) -> fx.GraphModule:
     # a plain GraphModule over the unlifted graph: it supports train()/eval() like any module
-    unlifted = program.module()
+    unlifted = analysis.traced.program.module()
     gm = fx.GraphModule(unlifted, unlifted.graph)
     sz = _Sizes(analysis, zero)
     for node in list(gm.graph.nodes):
@@ -69,5 +105,5 @@ def slim_program(space: SearchSpace, zero: torch.Tensor, plan: dict) -> nn.Modul
             entry.resize(node, sz)
     gm.graph.lint()
     gm.recompile()
-    apply_plan(gm, plan, prefix="model.")
+    apply_plan(gm, plan, prefix=MODEL_PREFIX)
     return gm

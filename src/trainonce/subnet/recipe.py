@@ -95,19 +95,22 @@ class Recipe:
         return zero
 
 
-def apply(model: nn.Module, recipe: Recipe | Plan, space: SearchSpace | None = None
-          ) -> nn.Module:
+def apply(model: nn.Module, recipe: Recipe | Plan, space: SearchSpace | None = None, *,
+          full: bool = True) -> nn.Module:
     """Cut ``model`` as ``recipe`` says and return the slim model.
 
     A plan or an "eager" recipe cuts ``model`` in place (tensors, then the modules' sizes and a
     Hugging Face config) and returns it. A "program" recipe returns the traced program of the
     full ``model`` with cut weights; ``space`` is its search space (traced again from the
-    recipe's input shapes when None). A recipe goes with the result as ``trainonce_recipe``.
+    recipe's input shapes when None); ``full`` says ``model`` is not cut yet, so the program
+    can be traced again with a dynamic batch size. A recipe goes with the result as
+    ``trainonce_recipe``.
     """
     if isinstance(recipe, Recipe) and recipe.kind == "program":
         if space is None:
             space = analyze(model, recipe.example_inputs())
-        slim = slim_program(space, recipe.zero_mask(space.num_zigs), recipe.removed)
+        slim = slim_program(space, recipe.zero_mask(space.num_zigs), recipe.removed,
+                            source=model if full else None)
         slim.trainonce_recipe = recipe
         return slim
     before = snapshot_sizes(model)

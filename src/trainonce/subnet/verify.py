@@ -8,7 +8,7 @@ import copy
 import torch
 from torch import nn
 
-from ..trace import _TensorOutputs
+from ..trace import _TensorOutputs, batch_size
 
 # Relative tolerance (of max |y|) per output dtype. float32: 1e-5 (~80 ulps), the rule trainonce
 # has always used; float16/bfloat16: ~10 and ~6 ulps of their own. A failure in any of them is
@@ -56,18 +56,20 @@ def run(model: nn.Module, args: tuple, kwargs: dict) -> list[torch.Tensor]:
     model.eval()
     try:
         with torch.no_grad():
-            if isinstance(model, torch.fx.GraphModule):
-                out = model(*args, **kwargs)
-                return list(out) if isinstance(out, (tuple, list)) else [out]
             return list(_TensorOutputs(model)(*args, **kwargs))
     finally:
         model.train(was)
 
 
-def _random_like(x, gen: torch.Generator):
+def _random_like(x, gen: torch.Generator, batch: tuple[int, int] | None = None):
     """A fresh value like ``x``: floats ~ N(0, 1); integers (token ids, masks) uniform in the
-    example's own range [min, max], so they stay valid ids; bools and non-tensors as given."""
-    if not isinstance(x, torch.Tensor) or x.dtype == torch.bool or x.numel() == 0:
+    example's own range [min, max], so they stay valid ids; bools and non-tensors as given.
+    ``batch=(old, new)`` resizes dim 0 of batch-major tensors from ``old`` to ``new``."""
+    if not isinstance(x, torch.Tensor) or x.numel() == 0:
+        return x
+    if batch is not None and x.dim() > 0 and x.shape[0] == batch[0]:
+        x = x[torch.arange(batch[1]) % batch[0]]
+    if x.dtype == torch.bool:
         return x
     if x.is_floating_point():
         return torch.randn(x.shape, generator=gen).to(x.dtype).to(x.device)
@@ -77,11 +79,18 @@ def _random_like(x, gen: torch.Generator):
     return torch.randint(lo, hi + 1, x.shape, generator=gen).to(x.dtype).to(x.device)
 
 
-def random_inputs(args: tuple, kwargs: dict, seed: int = 0) -> tuple[tuple, dict]:
-    """Inputs of the same shapes and dtypes as ``(args, kwargs)``, drawn with ``seed``."""
+def random_inputs(args: tuple, kwargs: dict, seed: int = 0, batch: int | None = None
+                  ) -> tuple[tuple, dict]:
+    """Inputs of the same shapes and dtypes as ``(args, kwargs)``, drawn with ``seed``; with
+    ``batch``, batch-major inputs (see `trace.batch_size`) get that many rows instead."""
     gen = torch.Generator().manual_seed(seed)
-    return (tuple(_random_like(a, gen) for a in args),
-            {k: _random_like(v, gen) for k, v in kwargs.items()})
+    old = batch_size(args, kwargs)
+    resize = (old, batch) if batch is not None and old is not None else None
+    return (tuple(_random_like(a, gen, resize) for a in args),
+            {k: _random_like(v, gen, resize) for k, v in kwargs.items()})
+
+
+OTHER_BATCH = "a random input of another batch size"
 
 
 def _as_float64(x):
@@ -126,6 +135,9 @@ class Reference:
         self.full = full
         self.inputs = {"the example input": (args, kwargs),
                        "a random input": random_inputs(args, kwargs, seed)}
+        batch = batch_size(args, kwargs)
+        if batch is not None:
+            self.inputs[OTHER_BATCH] = random_inputs(args, kwargs, seed + 1, batch + 1)
         self._outputs: dict[str, list[torch.Tensor] | None] = {}
 
     def outputs(self, label: str) -> list[torch.Tensor] | None:
@@ -139,15 +151,16 @@ class Reference:
                 self._outputs[label] = None
         return self._outputs[label]
 
-    def mismatch(self, slim: nn.Module) -> str | None:
+    def mismatch(self, slim: nn.Module, skip: tuple[str, ...] = ()) -> str | None:
         """Why ``slim`` does not compute what the full model computes, or None when it does.
 
-        Checked on both inputs: an example that hides a wrong cut (all zeros through a
-        bias-free path) cannot hide it twice. A float32 difference is re-checked in float64
+        Checked on every input but those in ``skip``: an example that hides a wrong cut (all
+        zeros through a bias-free path) cannot hide it twice, and a slim model must run at
+        another batch size too. A float32 difference is re-checked in float64
         before it counts.
         """
         for label, (args, kwargs) in self.inputs.items():
-            ref = self.outputs(label)
+            ref = self.outputs(label) if label not in skip else None
             if ref is None:
                 continue
             try:
