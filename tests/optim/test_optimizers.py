@@ -7,8 +7,8 @@ import io
 import pytest
 import torch
 from handspace import slim_smallcnn
-
 from runs import OPTIMIZERS, make_run, train_steps
+
 from trainonce.optim import DHSPG, HESSO, HSPG
 
 VARIANTS = [("sgd", 0.05), ("adam", 0.01), ("adamw", 0.01)]

@@ -5,6 +5,7 @@ holding in params and optimizer state, metrics, resumable state, DDP-consistent 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 import torch.distributed as dist
@@ -23,27 +24,43 @@ VARIANTS = ("sgd", "adam", "adamw")
 class ZigOptimizer(Optimizer):
     """Base class: a `torch.optim.Optimizer` over every trainable parameter of ``space.model``.
 
-    Subclasses hook into `step` through ``_needs_directions``, ``_before_update`` (sees the
-    update directions ``d``, ``x_new = x - lr * d``) and ``_after_update``.
+    The common arguments of every ZIG optimizer (keyword-only after ``lr``):
+
+    - ``lr`` (0.1); ``variant``: "sgd" (``momentum`` 0.9, ``nesterov`` False), "adam" or
+      "adamw" (``betas`` (0.9, 0.999), ``eps`` 1e-8); ``weight_decay`` (0.0) is L2 for sgd/adam,
+      decoupled for adamw.
+    - exactly one target: ``target_group_sparsity`` (share of prunable ZIGs to zero) or
+      ``target_flops`` / ``target_params`` (share of the dense model to KEEP).
+    - the schedule: ``total_steps``, or ``start_pruning_step`` and ``pruning_steps``;
+      ``pruning_periods`` (see `Schedule.from_args`).
+    - ``sync_masks`` (True): under torch.distributed, every rank takes rank 0's selections.
+
+    Subclasses add only their own arguments (``def __init__(self, space, lr=0.1, *, mine=...,
+    **common)``) and hook into `step` through ``_needs_directions``, ``_before_update`` (sees
+    the update directions ``d``, ``x_new = x - lr * d``) and ``_after_update``. A subclass
+    that needs a held-out loss sets ``needs_loss_fn = True`` (the CLI then passes ``loss_fn``).
     """
+
+    needs_loss_fn: ClassVar[bool] = False
 
     def __init__(
         self,
         space: SearchSpace,
-        lr: float,
-        variant: str,
-        momentum: float,
-        nesterov: bool,
-        weight_decay: float,
-        betas: tuple[float, float],
-        eps: float,
-        target_group_sparsity: float | None,
-        target_flops: float | None,
-        target_params: float | None,
-        total_steps: int | None,
-        start_pruning_step: int | None,
-        pruning_steps: int | None,
-        pruning_periods: int | None,
+        lr: float = 0.1,
+        *,
+        variant: str = "sgd",
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        target_group_sparsity: float | None = None,
+        target_flops: float | None = None,
+        target_params: float | None = None,
+        total_steps: int | None = None,
+        start_pruning_step: int | None = None,
+        pruning_steps: int | None = None,
+        pruning_periods: int | None = None,
         sync_masks: bool = True,
     ) -> None:
         if variant not in VARIANTS:

@@ -4,6 +4,8 @@ the group-lasso penalty on every prunable ZIG and the projection capped at the t
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ..space import SearchSpace
@@ -24,47 +26,21 @@ class HSPG(HalfSpaceOptimizer):
     so in runs of a few thousand steps the projection never fired before the forced zeroing at
     the end of pruning (ResNet8 / 5k MNIST, 30% FLOPs: 94.1% with 1e-3, 98.3% with 5e-2, dense
     97.95%). Very long schedules may want it smaller.
+
+    Arguments: ``lr``, ``lmbda`` (5e-2), ``epsilon`` (0.0), plus the common arguments of
+    `ZigOptimizer`.
     """
 
     def __init__(
         self,
         space: SearchSpace,
         lr: float = 0.1,
-        variant: str = "sgd",
-        momentum: float = 0.9,
-        nesterov: bool = False,
-        weight_decay: float = 0.0,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        target_group_sparsity: float | None = None,
-        target_flops: float | None = None,
-        target_params: float | None = None,
-        total_steps: int | None = None,
-        start_pruning_step: int | None = None,
-        pruning_steps: int | None = None,
-        pruning_periods: int | None = None,
+        *,
         lmbda: float = 5e-2,
         epsilon: float = 0.0,
-        sync_masks: bool = True,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            space,
-            lr,
-            variant,
-            momentum,
-            nesterov,
-            weight_decay,
-            betas,
-            eps,
-            target_group_sparsity,
-            target_flops,
-            target_params,
-            total_steps,
-            start_pruning_step,
-            pruning_steps,
-            pruning_periods,
-            sync_masks,
-        )
+        super().__init__(space, lr, **common)
         if not 0.0 <= epsilon < 1.0:
             raise ValueError(f"epsilon must be in [0, 1), got {epsilon}")
         self.lmbda = lmbda
