@@ -10,6 +10,7 @@ import torch
 
 from ..space import SearchSpace
 from .halfspace import HalfSpaceOptimizer
+from .zigview import ext
 
 
 class HSPG(HalfSpaceOptimizer):
@@ -46,12 +47,19 @@ class HSPG(HalfSpaceOptimizer):
         self.lmbda = lmbda
         self.epsilon = epsilon
         self.saliency_weights = {"magnitude": 1.0}
+        self._shrunk_mask: torch.Tensor | None = None
         self._init_halfspace()
 
     _needs_dsq = False  # constant lambda: ||d_g||^2 is not needed
 
     def _fast_steps(self, t: int) -> bool:  # the proximal warm-up is not a torch step either
         return t < self.schedule.end
+
+    def _shrunk(self, device: torch.device) -> torch.Tensor:
+        """``prunable`` with the "no ZIG" slot (False), on ``device``, built once."""
+        if self._shrunk_mask is None or self._shrunk_mask.device != device:
+            self._shrunk_mask = ext(self.prunable, False).to(device)
+        return self._shrunk_mask
 
     def _penalised(self) -> torch.Tensor:
         return self.prunable & ~self.zero
@@ -71,7 +79,8 @@ class HSPG(HalfSpaceOptimizer):
             v.add_sq(sq, i, p, self._scratch.get(p, 2))
         lr = self.param_groups[0]["lr"]
         scale = (1 - lr * self.lmbda / sq.sqrt().clamp(min=1e-30)).clamp(min=0.5)
-        scale[-1] = 1.0  # the "no ZIG" slot; only prunable ZIGs have positions in the view
+        # 1 on the "no ZIG" slot and on ZIGs this optimizer may not prune (frozen slices)
+        scale = torch.where(self._shrunk(scale.device), scale, 1.0)
         for i in v.with_zigs:
             p = self._params[i]
             v.factors(i, p, scale).mul_(p)
