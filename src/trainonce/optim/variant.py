@@ -6,6 +6,7 @@ One function per variant, chosen by `DIRECTIONS`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -38,6 +39,15 @@ class Scratch:
                 self.get(big, s)
 
 
+class Mode(NamedTuple):
+    """How one parameter's update runs (see `direction`)."""
+
+    scratch: Scratch
+    apply: bool
+    hold: Factors | None
+    fast: bool
+
+
 def direction(
     variant: str,
     p: torch.Tensor,
@@ -56,22 +66,15 @@ def direction(
     ``g + m*buf + wd*x`` in two passes instead of torch's three (same math, other rounding)."""
     if p.grad.is_sparse:
         raise RuntimeError("sparse gradients are not supported")
-    return DIRECTIONS[variant](p, state, group, scratch, apply, hold, fast)
+    return DIRECTIONS[variant](p, state, group, Mode(scratch, apply, hold, fast))
 
 
-def _sgd(
-    p: torch.Tensor,
-    state: dict,
-    group: dict,
-    scratch: Scratch,
-    apply: bool,
-    hold: Factors | None,
-    fast: bool,
-) -> torch.Tensor | None:
+def _sgd(p: torch.Tensor, state: dict, group: dict, m: Mode) -> torch.Tensor | None:
     """torch's ``_single_tensor_sgd`` for one parameter (or `_sgd_two_pass` when ``fast``)."""
+    scratch, apply, hold = m.scratch, m.apply, m.hold
     mom, nesterov = group["momentum"], group["nesterov"]
     buf = state.get("momentum_buffer")
-    if fast and mom and not nesterov and buf is not None:
+    if m.fast and mom and not nesterov and buf is not None:
         return _sgd_two_pass(p, buf, group, apply, hold)
     tmp = scratch.get(p, 0) if (mom or apply) else None  # g is not the direction itself
     fuse = hold is not None and mom and not nesterov  # mask inside the momentum update
@@ -118,21 +121,14 @@ def _take(p: torch.Tensor, d: torch.Tensor, group: dict, apply: bool) -> torch.T
 
 
 def _adam(
-    p: torch.Tensor,
-    state: dict,
-    group: dict,
-    scratch: Scratch,
-    apply: bool,
-    hold: Factors | None,
-    fast: bool,
-    decoupled: bool = False,
+    p: torch.Tensor, state: dict, group: dict, m: Mode, decoupled: bool = False
 ) -> torch.Tensor | None:
     """torch's ``_single_tensor_adam`` for one parameter; ``decoupled``: AdamW's decay."""
     g = p.grad
-    if hold is not None:
-        g = hold.mul(g, out=scratch.get(p, 0))
+    if m.hold is not None:
+        g = m.hold.mul(g, out=m.scratch.get(p, 0))
     if group["weight_decay"] and not decoupled:
-        g = torch.add(g, p, alpha=group["weight_decay"], out=scratch.get(p, 0))
+        g = torch.add(g, p, alpha=group["weight_decay"], out=m.scratch.get(p, 0))
     if not state:
         state["step"] = torch.tensor(0.0)
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -143,25 +139,17 @@ def _adam(
     exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
     exp_avg.lerp_(g, 1 - b1)
     exp_avg_sq.mul_(b2).addcmul_(g, g, value=1 - b2)
-    denom = _adam_denom(exp_avg_sq, scratch.get(p, 1), held=hold is not None)
+    denom = _adam_denom(exp_avg_sq, m.scratch.get(p, 1), held=m.hold is not None)
     denom.div_((1 - b2**t) ** 0.5).add_(group["eps"])
-    if apply:
+    if m.apply:
         decay("adamw" if decoupled else "adam", p, group)
         p.addcdiv_(exp_avg, denom, value=-group["lr"] / (1 - b1**t))
         return None
     return torch.div(exp_avg, denom).div_(1 - b1**t)
 
 
-def _adamw(
-    p: torch.Tensor,
-    state: dict,
-    group: dict,
-    scratch: Scratch,
-    apply: bool,
-    hold: Factors | None,
-    fast: bool,
-) -> torch.Tensor | None:
-    return _adam(p, state, group, scratch, apply, hold, fast, decoupled=True)
+def _adamw(p: torch.Tensor, state: dict, group: dict, m: Mode) -> torch.Tensor | None:
+    return _adam(p, state, group, m, decoupled=True)
 
 
 def _adam_denom(exp_avg_sq: torch.Tensor, out: torch.Tensor, held: bool) -> torch.Tensor:
@@ -173,9 +161,7 @@ def _adam_denom(exp_avg_sq: torch.Tensor, out: torch.Tensor, held: bool) -> torc
     return torch.clamp_min(exp_avg_sq, torch.finfo(out.dtype).tiny, out=out).sqrt_()
 
 
-DirectionFn = Callable[
-    [torch.Tensor, dict, dict, Scratch, bool, "Factors | None", bool], "torch.Tensor | None"
-]
+DirectionFn = Callable[[torch.Tensor, dict, dict, Mode], "torch.Tensor | None"]
 DIRECTIONS: dict[str, DirectionFn] = {"sgd": _sgd, "adam": _adam, "adamw": _adamw}
 
 
