@@ -78,7 +78,10 @@ def _snapshot(model, opt):
 def _nan_step(model, opt, t, value=float("nan")):
     x, y = toy_batch(t)
     opt.zero_grad()
+    was = model.training
+    model.eval()  # leave BatchNorm's running stats as they were: only the step is under test
     torch.nn.functional.cross_entropy(model(x), y).backward()
+    model.train(was)
     model.conv1.weight.grad[0, 0, 0, 0] = value
     return opt.step(lambda: torch.tensor(1.5))
 
@@ -112,6 +115,23 @@ def test_non_finite_gradient_skips_the_step(cls, variant, lr):
     assert all(bool(p.isfinite().all()) for p in model.parameters())
     assert torch.equal(space.zero_mask(), opt.zero)
     assert opt.metrics()["skipped_steps"] == 2
+
+
+@pytest.mark.parametrize("cls", OPTIMIZERS)
+def test_skipped_step_mid_period_is_a_no_op(cls):
+    """A skip inside a pruning period: the run then equals one without it, bit for bit."""
+    kw = dict(lr=0.05, weight_decay=1e-3, target_flops=0.5, **SCHED)
+    model, _, opt = make_run(cls, **kw)
+    train_steps(model, opt, 0, 24)
+    ref = {k: v.clone() for k, v in model.state_dict().items()}
+    model2, _, opt2 = make_run(cls, **kw)
+    train_steps(model2, opt2, 0, 9)
+    with pytest.warns(RuntimeWarning):
+        _nan_step(model2, opt2, 9)
+    train_steps(model2, opt2, 9, 24)
+    for k, v in model2.state_dict().items():
+        assert torch.equal(v, ref[k]), k
+    assert torch.equal(opt2.zero, opt.zero) and opt2.metrics()["skipped_steps"] == 1
 
 
 def test_skipped_steps_survive_a_checkpoint():
