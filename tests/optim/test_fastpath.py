@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from runs import make_run, train_steps
+
 from trainonce.optim import DHSPG, HESSO
 from trainonce.optim.zigview import Axis, ext
 

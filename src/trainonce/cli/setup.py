@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-OPTIMIZERS = {"hesso": "HESSO", "hesso-cric": "HESSOCRIC", "dhspg": "DHSPG", "hspg": "HSPG"}
+from ..optim.registry import OPTIMIZERS, optimizer_class  # noqa: F401 (run's --optimizer choices)
+
 CONFIG_NAME = "config.json"
 
 
@@ -96,13 +97,10 @@ def load_config(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
 
 
 def build_optimizer(cfg: RunConfig, space, total_steps: int, loss_fn=None):
-    """The chosen optimizer; ``loss_fn`` (loss on a few fixed batches) is for HESSO-CRIC."""
-    import trainonce
-
-    cls = getattr(trainonce, OPTIMIZERS[cfg.optimizer], None)
-    if cls is None:
-        raise ImportError(f"this trainonce build has no optimizer {OPTIMIZERS[cfg.optimizer]}")
-    extra = {"loss_fn": loss_fn} if cfg.optimizer == "hesso-cric" else {}
+    """The optimizer registered as ``cfg.optimizer`` (`trainonce.optim.OPTIMIZERS`); ``loss_fn``
+    (the loss on a few fixed batches) goes to those that declare ``needs_loss_fn``."""
+    cls = optimizer_class(cfg.optimizer)
+    extra = {"loss_fn": loss_fn} if cls.needs_loss_fn else {}
     return cls(
         space,
         lr=cfg.lr,

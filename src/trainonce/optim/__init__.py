@@ -1,13 +1,28 @@
 """Optimizers that train a model and drive whole zero-invariant groups to exact zero in one run.
 
-`HESSO`, `HESSOCRIC`, `DHSPG`, `HSPG` are `torch.optim.Optimizer`s built on a `SearchSpace`.
+`HESSO`, `HESSOCRIC`, `DHSPG`, `HSPG` are `torch.optim.Optimizer`s built on a `SearchSpace`;
+`OPTIMIZERS` names them (``register_optimizer`` adds one).
 """
 
+from .base import ZigOptimizer
 from .dhspg import DHSPG
 from .hesso import HESSO
 from .hesso_cric import HESSOCRIC
 from .hspg import HSPG
+from .registry import OPTIMIZERS, optimizer_class, register_optimizer
 from .saliency import CRITERIA, ZigStats
 from .targets import Target
 
-__all__ = ["CRITERIA", "DHSPG", "HESSO", "HESSOCRIC", "HSPG", "Target", "ZigStats"]
+__all__ = [
+    "CRITERIA",
+    "DHSPG",
+    "HESSO",
+    "HESSOCRIC",
+    "HSPG",
+    "OPTIMIZERS",
+    "Target",
+    "ZigOptimizer",
+    "ZigStats",
+    "optimizer_class",
+    "register_optimizer",
+]

@@ -4,16 +4,19 @@ holding in params and optimizer state, metrics, resumable state, DDP-consistent 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 import torch.distributed as dist
 from torch.optim import Optimizer
 
 from ..space import SearchSpace
+from .checks import check_hyperparams, frozen_zigs, grads_finite
 from .saliency import ZigStats
 from .schedule import Schedule
-from .targets import Target, group_index, select
+from .targets import Pool, Target, check_reachable, select
 from .variant import STATE_KEYS, Scratch, decay, direction
 from .zigview import Factors, ZigView, ext
 
@@ -23,35 +26,54 @@ VARIANTS = ("sgd", "adam", "adamw")
 class ZigOptimizer(Optimizer):
     """Base class: a `torch.optim.Optimizer` over every trainable parameter of ``space.model``.
 
-    Subclasses hook into `step` through ``_needs_directions``, ``_before_update`` (sees the
-    update directions ``d``, ``x_new = x - lr * d``) and ``_after_update``.
+    The common arguments of every ZIG optimizer (keyword-only after ``lr``):
+
+    - ``lr`` (0.1); ``variant``: "sgd" (``momentum`` 0.9, ``nesterov`` False), "adam" or
+      "adamw" (``betas`` (0.9, 0.999), ``eps`` 1e-8); ``weight_decay`` (0.0) is L2 for sgd/adam,
+      decoupled for adamw. Hyper-parameters must be finite.
+    - exactly one target: ``target_group_sparsity`` (share of prunable ZIGs to zero) or
+      ``target_flops`` / ``target_params`` (share of the dense model to KEEP); a target the
+      model cannot reach is refused here, naming the reachable bound.
+    - the schedule: ``total_steps``, or ``start_pruning_step`` and ``pruning_steps``;
+      ``pruning_periods`` (see `Schedule.from_args`).
+    - ``sync_masks`` (True): under torch.distributed, every rank takes rank 0's selections.
+
+    ZIGs with a member slice in a frozen parameter (``requires_grad=False``) cannot be driven
+    to zero: they are not prunable for the optimizer (a warning names them).
+
+    A step whose gradients are not all finite is skipped as a whole (no parameter, state or
+    schedule change; ``metrics()["skipped_steps"]`` counts them, the first one warns): the
+    schedule counts taken steps.
+
+    Subclasses add only their own arguments (``def __init__(self, space, lr=0.1, *, mine=...,
+    **common)``) and hook into `step` through ``_needs_directions``, ``_before_update`` (sees
+    the update directions ``d``, ``x_new = x - lr * d``) and ``_after_update``. A subclass
+    that needs a held-out loss sets ``needs_loss_fn = True`` (the CLI then passes ``loss_fn``).
     """
+
+    needs_loss_fn: ClassVar[bool] = False
 
     def __init__(
         self,
         space: SearchSpace,
-        lr: float,
-        variant: str,
-        momentum: float,
-        nesterov: bool,
-        weight_decay: float,
-        betas: tuple[float, float],
-        eps: float,
-        target_group_sparsity: float | None,
-        target_flops: float | None,
-        target_params: float | None,
-        total_steps: int | None,
-        start_pruning_step: int | None,
-        pruning_steps: int | None,
-        pruning_periods: int | None,
+        lr: float = 0.1,
+        *,
+        variant: str = "sgd",
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        target_group_sparsity: float | None = None,
+        target_flops: float | None = None,
+        target_params: float | None = None,
+        total_steps: int | None = None,
+        start_pruning_step: int | None = None,
+        pruning_steps: int | None = None,
+        pruning_periods: int | None = None,
         sync_masks: bool = True,
     ) -> None:
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError("lr, momentum and weight_decay must be >= 0")
-        if nesterov and (variant != "sgd" or momentum <= 0):
-            raise ValueError("nesterov needs variant='sgd' and momentum > 0")
+        check_hyperparams(variant, VARIANTS, lr, momentum, nesterov, weight_decay, betas, eps)
         params = [p for p in space.model.parameters() if p.requires_grad]
         defaults = dict(
             lr=lr,
@@ -71,9 +93,11 @@ class ZigOptimizer(Optimizer):
         self.sync_masks = sync_masks
         self._params = list(self.param_groups[0]["params"])
         self.view = ZigView(space, self._params)
-        self.gid = group_index(space)
-        self.prunable = space.prunable_mask
+        self.pool = Pool.of(space, exclude=frozen_zigs(space, type(self).__name__))
+        self.prunable = self.pool.prunable
+        check_reachable(space, self.target, self.pool)
         self._step = 0
+        self.skipped_steps = 0
         self.zero = torch.zeros(space.num_zigs, dtype=torch.bool)  # fixed exact zeros (CPU)
         self._hold: dict[int, Factors] | None = None
         self._scratch = Scratch()
@@ -102,6 +126,9 @@ class ZigOptimizer(Optimizer):
                 loss = closure()
         if len(self.param_groups) != 1:
             raise RuntimeError("ZIG optimizers hold one param group (all model parameters)")
+        if not grads_finite(self._params):
+            self._skip()
+            return loss
         group = self.param_groups[0]
         t = self._step
         collect = self._needs_directions(t)
@@ -122,6 +149,18 @@ class ZigOptimizer(Optimizer):
         self._after_update(t)
         self._step += 1
         return loss
+
+    def _skip(self) -> None:
+        """A non-finite gradient: nothing changes (weights, zeros, moments, schedule)."""
+        self.skipped_steps += 1
+        if self.skipped_steps == 1:
+            warnings.warn(
+                f"{type(self).__name__}: step {self._step} skipped, a gradient is NaN or "
+                "infinite; parameters, optimizer state and schedule are unchanged (later "
+                "skips are counted in metrics()['skipped_steps'] without a warning)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _apply(self, i: int, p: torch.Tensor, d: torch.Tensor, group: dict) -> None:
         decay(self.variant, p, group)
@@ -210,7 +249,7 @@ class ZigOptimizer(Optimizer):
         return sq[:-1], dsq[:-1], dot[:-1]
 
     def _select(self, fraction: float, score: torch.Tensor, already: torch.Tensor) -> torch.Tensor:
-        return self._sync(select(self.space, self.target, fraction, score, already, self.gid))
+        return self._sync(select(self.space, self.target, fraction, score, already, self.pool))
 
     def redundant_mask(self) -> torch.Tensor:
         """ZIGs currently marked redundant (zero, or being driven to zero)."""
@@ -219,20 +258,24 @@ class ZigOptimizer(Optimizer):
     # ----- reporting and state ---------------------------------------------------------------
     @torch.no_grad()
     def metrics(self) -> dict[str, float | int | str]:
-        keep = ~self.zero
+        """Sparsity and costs of the weights as they are (ZIGs exactly zero in every member
+        slice, frozen ones included), not of what the optimizer intended."""
         dense_f, dense_p = self.space.flops(), self.space.num_params()
         sq = self.space.zig_sq_norms().cpu()
+        zero = (sq == 0) & self.space.prunable_mask
+        keep = ~zero
         red = self.redundant_mask() & self.prunable
         n_prunable = max(1, int(self.prunable.sum()))
         return {
             "step": self._step,
             "phase": self.schedule.phase(self._step),
-            "group_sparsity": int((self.zero & self.prunable).sum()) / n_prunable,
+            "group_sparsity": int((zero & self.prunable).sum()) / n_prunable,
             "flops_kept": self.space.flops(keep) / dense_f if dense_f > 0 else float("nan"),
             "params_kept": self.space.num_params(keep) / dense_p if dense_p > 0 else float("nan"),
             "norm_important": float(sq[~red].sum().sqrt()),
             "norm_redundant": float(sq[red].sum().sqrt()),
             "num_redundant": int(red.sum()),
+            "skipped_steps": self.skipped_steps,
         }
 
     def _extra_state(self) -> dict[str, torch.Tensor]:
@@ -246,6 +289,7 @@ class ZigOptimizer(Optimizer):
         sd["trainonce"] = {
             "step": torch.tensor(self._step, dtype=torch.long),
             "zero": self.zero.clone(),
+            "skipped_steps": torch.tensor(self.skipped_steps, dtype=torch.long),
             **self._extra_state(),
         }
         return sd
@@ -257,5 +301,6 @@ class ZigOptimizer(Optimizer):
         if extra is not None:
             self._step = int(extra["step"])
             self.zero = extra["zero"].bool().cpu().clone()
+            self.skipped_steps = int(extra.get("skipped_steps", 0))
             self._load_extra_state(extra)
         self._hold = None

@@ -5,6 +5,7 @@ and the half-space projection, which zeroes groups while capped at the target.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -24,51 +25,25 @@ class DHSPG(HalfSpaceOptimizer):
     G_p groups whose trial point satisfies ``<x_hat, x> < epsilon ||x||^2``. The remaining G_p
     groups are zeroed at the last pruning step, so the target is met exactly.
     Defaults: lmbda 1e-3 / amplify 2 / hat_coeff 10 for SGD, 1e-2 / 20 / 1e3 for Adam(W).
+
+    Arguments: ``lr``, ``lmbda``, ``lmbda_amplify``, ``hat_lmbda_coeff``, ``epsilon`` (0.0),
+    ``saliency_weights``, plus the common arguments of `ZigOptimizer`.
     """
 
     def __init__(
         self,
         space: SearchSpace,
         lr: float = 0.1,
-        variant: str = "sgd",
-        momentum: float = 0.9,
-        nesterov: bool = False,
-        weight_decay: float = 0.0,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        target_group_sparsity: float | None = None,
-        target_flops: float | None = None,
-        target_params: float | None = None,
-        total_steps: int | None = None,
-        start_pruning_step: int | None = None,
-        pruning_steps: int | None = None,
-        pruning_periods: int | None = None,
+        *,
         lmbda: float | None = None,
         lmbda_amplify: float | None = None,
         hat_lmbda_coeff: float | None = None,
         epsilon: float = 0.0,
         saliency_weights: Mapping[str | Criterion, float] | None = None,
-        sync_masks: bool = True,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            space,
-            lr,
-            variant,
-            momentum,
-            nesterov,
-            weight_decay,
-            betas,
-            eps,
-            target_group_sparsity,
-            target_flops,
-            target_params,
-            total_steps,
-            start_pruning_step,
-            pruning_steps,
-            pruning_periods,
-            sync_masks,
-        )
-        sgd = variant == "sgd"
+        super().__init__(space, lr, **common)
+        sgd = self.variant == "sgd"
         self.lmbda = lmbda if lmbda is not None else (1e-3 if sgd else 1e-2)
         self.lmbda_amplify = lmbda_amplify if lmbda_amplify is not None else (2.0 if sgd else 20.0)
         self.hat_lmbda_coeff = (

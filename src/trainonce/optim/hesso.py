@@ -5,6 +5,7 @@ zero by each period's end; afterwards training goes on with the zero ZIGs fixed.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -28,46 +29,21 @@ class HESSO(ZigOptimizer):
     With only ``total_steps``: warm-up 15%, pruning over the next 45% in up to 10 periods.
     ``saliency_weights`` maps criterion names of `trainonce.optim.saliency.CRITERIA` (or callables
     ``ZigStats -> Tensor``, higher = more important) to weights; default 0.2 each.
+
+    Arguments: ``lr``, ``saliency_weights``, plus the common arguments of `ZigOptimizer`
+    (``variant``, ``momentum``, ``nesterov``, ``weight_decay``, ``betas``, ``eps``, one target,
+    the schedule, ``sync_masks``).
     """
 
     def __init__(
         self,
         space: SearchSpace,
         lr: float = 0.1,
-        variant: str = "sgd",
-        momentum: float = 0.9,
-        nesterov: bool = False,
-        weight_decay: float = 0.0,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        target_group_sparsity: float | None = None,
-        target_flops: float | None = None,
-        target_params: float | None = None,
-        total_steps: int | None = None,
-        start_pruning_step: int | None = None,
-        pruning_steps: int | None = None,
-        pruning_periods: int | None = None,
+        *,
         saliency_weights: Mapping[str | Criterion, float] | None = None,
-        sync_masks: bool = True,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            space,
-            lr,
-            variant,
-            momentum,
-            nesterov,
-            weight_decay,
-            betas,
-            eps,
-            target_group_sparsity,
-            target_flops,
-            target_params,
-            total_steps,
-            start_pruning_step,
-            pruning_steps,
-            pruning_periods,
-            sync_masks,
-        )
+        super().__init__(space, lr, **common)
         self.saliency_weights = dict(saliency_weights or HESSO_DEFAULT_WEIGHTS)
         check_weights(self.saliency_weights)
         self.chosen = torch.zeros(space.num_zigs, dtype=torch.bool)  # this period's ZIGs

@@ -4,13 +4,13 @@ the loss rises when each candidate ZIG is zeroed (and restored); harmful candida
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from ..space import SearchSpace
 from .hesso import HESSO
-from .saliency import Criterion
 from .targets import select
 from .zigview import ext
 
@@ -35,57 +35,32 @@ class HESSOCRIC(HESSO):
     ``cric_max_violating`` (a share of the candidates) violate. Final score =
     saliency + ``cric_weight`` * normalised ``max(ratio - 1, 0)``; at most ``cric_max_evals``
     loss evaluations per period. Under DDP, rank 0's selection is broadcast.
+
+    Arguments: ``lr``, ``loss_fn`` (required), ``cric_cycles``, ``cric_tolerance``,
+    ``cric_max_violating``, ``cric_weight``, ``cric_max_evals``, HESSO's ``saliency_weights``,
+    plus the common arguments of `ZigOptimizer`.
     """
+
+    needs_loss_fn = True
 
     def __init__(
         self,
         space: SearchSpace,
         lr: float = 0.1,
-        variant: str = "sgd",
-        momentum: float = 0.9,
-        nesterov: bool = False,
-        weight_decay: float = 0.0,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        target_group_sparsity: float | None = None,
-        target_flops: float | None = None,
-        target_params: float | None = None,
-        total_steps: int | None = None,
-        start_pruning_step: int | None = None,
-        pruning_steps: int | None = None,
-        pruning_periods: int | None = None,
-        saliency_weights: Mapping[str | Criterion, float] | None = None,
+        *,
         loss_fn: Callable[[], torch.Tensor | float] | None = None,
         cric_cycles: int = 3,
         cric_tolerance: float = 0.05,
         cric_max_violating: float = 0.05,
         cric_weight: float = 1.0,
         cric_max_evals: int = 256,
-        sync_masks: bool = True,
+        **common: Any,
     ) -> None:
         if loss_fn is None or not callable(loss_fn):
             raise ValueError(
                 "HESSOCRIC needs loss_fn: a callable returning the loss on a few batches"
             )
-        super().__init__(
-            space,
-            lr,
-            variant,
-            momentum,
-            nesterov,
-            weight_decay,
-            betas,
-            eps,
-            target_group_sparsity,
-            target_flops,
-            target_params,
-            total_steps,
-            start_pruning_step,
-            pruning_steps,
-            pruning_periods,
-            saliency_weights,
-            sync_masks,
-        )
+        super().__init__(space, lr, **common)
         if cric_cycles < 1 or cric_max_evals < 0 or cric_tolerance < 0:
             raise ValueError("need cric_cycles >= 1, cric_max_evals >= 0, cric_tolerance >= 0")
         self.loss_fn = loss_fn
@@ -131,7 +106,7 @@ class HESSOCRIC(HESSO):
             evals, n_viol = 0, 0
             for _cycle in range(self.cric_cycles):
                 score = torch.where(excluded, torch.full_like(sal, float("inf")), sal)
-                chosen = select(self.space, self.target, fraction, score, self.zero, self.gid)
+                chosen = select(self.space, self.target, fraction, score, self.zero, self.pool)
                 chosen &= ~self.zero
                 todo = torch.nonzero(chosen & ~measured).flatten()
                 todo = todo[torch.sort(sal[todo], stable=True).indices]

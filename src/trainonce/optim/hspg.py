@@ -4,10 +4,13 @@ the group-lasso penalty on every prunable ZIG and the projection capped at the t
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ..space import SearchSpace
 from .halfspace import HalfSpaceOptimizer
+from .zigview import ext
 
 
 class HSPG(HalfSpaceOptimizer):
@@ -24,58 +27,39 @@ class HSPG(HalfSpaceOptimizer):
     so in runs of a few thousand steps the projection never fired before the forced zeroing at
     the end of pruning (ResNet8 / 5k MNIST, 30% FLOPs: 94.1% with 1e-3, 98.3% with 5e-2, dense
     97.95%). Very long schedules may want it smaller.
+
+    Arguments: ``lr``, ``lmbda`` (5e-2), ``epsilon`` (0.0), plus the common arguments of
+    `ZigOptimizer`.
     """
 
     def __init__(
         self,
         space: SearchSpace,
         lr: float = 0.1,
-        variant: str = "sgd",
-        momentum: float = 0.9,
-        nesterov: bool = False,
-        weight_decay: float = 0.0,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        target_group_sparsity: float | None = None,
-        target_flops: float | None = None,
-        target_params: float | None = None,
-        total_steps: int | None = None,
-        start_pruning_step: int | None = None,
-        pruning_steps: int | None = None,
-        pruning_periods: int | None = None,
+        *,
         lmbda: float = 5e-2,
         epsilon: float = 0.0,
-        sync_masks: bool = True,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            space,
-            lr,
-            variant,
-            momentum,
-            nesterov,
-            weight_decay,
-            betas,
-            eps,
-            target_group_sparsity,
-            target_flops,
-            target_params,
-            total_steps,
-            start_pruning_step,
-            pruning_steps,
-            pruning_periods,
-            sync_masks,
-        )
+        super().__init__(space, lr, **common)
         if not 0.0 <= epsilon < 1.0:
             raise ValueError(f"epsilon must be in [0, 1), got {epsilon}")
         self.lmbda = lmbda
         self.epsilon = epsilon
         self.saliency_weights = {"magnitude": 1.0}
+        self._shrunk_mask: torch.Tensor | None = None
         self._init_halfspace()
 
     _needs_dsq = False  # constant lambda: ||d_g||^2 is not needed
 
     def _fast_steps(self, t: int) -> bool:  # the proximal warm-up is not a torch step either
         return t < self.schedule.end
+
+    def _shrunk(self, device: torch.device) -> torch.Tensor:
+        """``prunable`` with the "no ZIG" slot (False), on ``device``, built once."""
+        if self._shrunk_mask is None or self._shrunk_mask.device != device:
+            self._shrunk_mask = ext(self.prunable, False).to(device)
+        return self._shrunk_mask
 
     def _penalised(self) -> torch.Tensor:
         return self.prunable & ~self.zero
@@ -95,7 +79,8 @@ class HSPG(HalfSpaceOptimizer):
             v.add_sq(sq, i, p, self._scratch.get(p, 2))
         lr = self.param_groups[0]["lr"]
         scale = (1 - lr * self.lmbda / sq.sqrt().clamp(min=1e-30)).clamp(min=0.5)
-        scale[-1] = 1.0  # the "no ZIG" slot; only prunable ZIGs have positions in the view
+        # 1 on the "no ZIG" slot and on ZIGs this optimizer may not prune (frozen slices)
+        scale = torch.where(self._shrunk(scale.device), scale, 1.0)
         for i in v.with_zigs:
             p = self._params[i]
             v.factors(i, p, scale).mul_(p)

@@ -1,13 +1,17 @@
 """Budget selection: which ZIGs to make redundant for a group-count, FLOPs or params target.
 
-Costs are exact (``space.flops``/``space.num_params`` of the keep mask, bilinear effects included);
-FLOPs/params selection orders ZIGs by saliency per (square root of) cost and binary-searches the
-prefix.
+`select` dispatches to `select_count` (group sparsity: the lowest scores) or `select_cost`
+(FLOPs/params: saliency per square root of cost, the prefix meeting the budget found by binary
+search on the exact ``space.flops``/``space.num_params``). Both draw from a `Pool`: what the
+optimizer may zero, plus one hook (``admissible``) for constraints between ZIGs.
+`check_reachable` refuses a target no selection can meet.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -88,79 +92,160 @@ def _protect_last(score: torch.Tensor, free: torch.Tensor, gid: torch.Tensor) ->
     return out
 
 
+Admissible = Callable[[torch.Tensor], bool]
+
+
+@dataclass(frozen=True)
+class Pool:
+    """What selection may draw from.
+
+    ``prunable``: bool ``[num_zigs]``, the ZIGs the optimizer may zero (the space's prunable
+    ZIGs minus those it cannot drive to zero, e.g. with slices in frozen parameters).
+    ``gid``: the group of every ZIG; every group keeps at least one ZIG.
+    ``admissible``: optional check of a whole chosen set (bool ``[num_zigs]`` -> bool), the
+    one hook for constraints between ZIGs (erasing mode's hierarchy, say: a module may go only
+    with the modules below it). Candidates are taken in preference order and one whose
+    addition makes the chosen set inadmissible is passed over, so with an admissible
+    ``already`` every returned set is admissible. It is called once per candidate (a Python
+    loop), only when given and only at selections (period starts), never per step.
+    """
+
+    prunable: torch.Tensor
+    gid: torch.Tensor
+    admissible: Admissible | None = None
+
+    @classmethod
+    def of(
+        cls,
+        space: SearchSpace,
+        exclude: torch.Tensor | None = None,
+        admissible: Admissible | None = None,
+    ) -> Pool:
+        prunable = space.prunable_mask
+        if exclude is not None:
+            prunable = prunable & ~exclude.bool().cpu()
+        return cls(prunable, group_index(space), admissible)
+
+    def candidates(self, score: torch.Tensor, already: torch.Tensor) -> torch.Tensor:
+        """Bool: prunable ZIGs not yet chosen, less the best-scoring one of every group."""
+        alive = self.prunable & ~already
+        return alive & ~_protect_last(score, alive, self.gid)
+
+    def allows(self, chosen: torch.Tensor) -> bool:
+        return self.admissible is None or bool(self.admissible(chosen))
+
+    def admissible_order(
+        self, order: torch.Tensor, chosen: torch.Tensor, limit: int | None = None
+    ) -> torch.Tensor:
+        """``order`` less the candidates that would make ``chosen`` plus the earlier ones
+        inadmissible (every prefix of the result is admissible); at most ``limit`` of them."""
+        if self.admissible is None:
+            return order
+        trial, kept = chosen.clone(), []
+        for j in order.tolist():
+            if limit is not None and len(kept) >= limit:
+                break
+            trial[j] = True
+            if self.allows(trial):
+                kept.append(j)
+            else:
+                trial[j] = False
+        return torch.tensor(kept, dtype=torch.long)
+
+
 def select(
     space: SearchSpace,
     target: Target,
     fraction: float,
     score: torch.Tensor,
     already: torch.Tensor,
-    gid: torch.Tensor | None = None,
+    pool: Pool | None = None,
     refine: int = 128,
     tol: float = 0.002,
 ) -> torch.Tensor:
-    """Bool ``[num_zigs]`` (CPU): ``already`` plus the lowest-scoring prunable ZIGs needed to
-    reach ``fraction`` (see `Target.fraction_at`). Deterministic (stable sorts)."""
+    """Bool ``[num_zigs]`` (CPU): ``already`` plus the lowest-scoring ZIGs of ``pool`` (default:
+    every prunable ZIG of ``space``) needed to reach ``fraction`` (see `Target.fraction_at`).
+    Deterministic (stable sorts)."""
     score = score.detach().double().cpu()
     already = already.bool().cpu()
-    prunable = space.prunable_mask
-    gid = group_index(space) if gid is None else gid
-    alive = prunable & ~already
-    cand = alive & ~_protect_last(score, alive, gid)
-    chosen = already.clone()
+    pool = Pool.of(space) if pool is None else pool
     if target.kind == "group_sparsity":
-        need = int(round(fraction * space.num_prunable_zigs)) - int(already.sum())
-        if need <= 0:
-            return chosen
-        idx = torch.nonzero(cand).flatten()
-        order = idx[torch.sort(score[idx], stable=True).indices]
-        if need > order.numel():
-            warnings.warn(
-                f"only {order.numel()} ZIGs can be removed, {need} requested", stacklevel=3
-            )
-        chosen[order[:need]] = True
-        return chosen
+        return select_count(fraction, score, already, pool)
+    return select_cost(space, target.kind, fraction, score, already, pool, refine, tol)
 
-    cost_fn = space.flops if target.kind == "flops" else space.num_params
-    marginal = space.zig_flops() if target.kind == "flops" else space.zig_params()
+
+def select_count(
+    fraction: float, score: torch.Tensor, already: torch.Tensor, pool: Pool
+) -> torch.Tensor:
+    """``already`` plus the lowest-scoring candidates up to ``round(fraction * prunable)``."""
+    chosen = already.clone()
+    need = int(round(fraction * int(pool.prunable.sum()))) - int(already.sum())
+    if need <= 0:
+        return chosen
+    idx = torch.nonzero(pool.candidates(score, already)).flatten()
+    order = idx[torch.sort(score[idx], stable=True).indices]
+    order = pool.admissible_order(order, chosen, limit=need)
+    if need > order.numel():
+        warnings.warn(f"only {order.numel()} ZIGs can be removed, {need} requested", stacklevel=3)
+    chosen[order[:need]] = True
+    return chosen
+
+
+def _cost_model(space: SearchSpace, kind: str) -> tuple[Callable, torch.Tensor, float]:
+    """(cost of a keep mask, each ZIG's marginal cost, dense cost) for "flops" or "params"."""
+    cost_fn = space.flops if kind == "flops" else space.num_params
+    marginal = space.zig_flops() if kind == "flops" else space.zig_params()
     dense = cost_fn(None)
     if dense <= 0:
-        raise ValueError(f"the search space has no {target.kind} cost terms")
+        raise ValueError(f"the search space has no {kind} cost terms")
+    return cost_fn, marginal, dense
+
+
+def select_cost(
+    space: SearchSpace,
+    kind: str,
+    fraction: float,
+    score: torch.Tensor,
+    already: torch.Tensor,
+    pool: Pool,
+    refine: int = 128,
+    tol: float = 0.002,
+) -> torch.Tensor:
+    """``already`` plus candidates in order of ``score / relative_cost**COST_EXPONENT`` until
+    the kept cost is at most ``fraction`` of the dense cost, as close to it as ``tol`` allows."""
+    cost_fn, marginal, dense = _cost_model(space, kind)
     budget = fraction * dense
+    chosen = already.clone()
     if cost_fn(~chosen) <= budget:
         return chosen
-    idx = torch.nonzero(cand & (marginal > 0)).flatten()
+    idx = torch.nonzero(pool.candidates(score, already) & (marginal > 0)).flatten()
     rel_cost = marginal[idx] / marginal[idx].mean()
     key = score[idx] / rel_cost**COST_EXPONENT
-    order = idx[torch.sort(key, stable=True).indices]
+    order = pool.admissible_order(idx[torch.sort(key, stable=True).indices], chosen)
 
     def cost_of(n: int) -> float:
         m = chosen.clone()
         m[order[:n]] = True
         return cost_fn(~m)
 
-    lo, hi = 0, order.numel()  # smallest n with cost_of(n) <= budget
-    if cost_of(hi) > budget:
-        warnings.warn(
-            f"{target.kind} target {fraction:.3f} unreachable; removing all", stacklevel=3
-        )
-        lo = hi
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if cost_of(mid) <= budget:
-            hi = mid
-        else:
-            lo = mid + 1
-    if lo == 0:
+    n = _shortest_prefix(cost_of, order.numel(), budget)
+    if n is None:
+        warnings.warn(f"{kind} target {fraction:.3f} unreachable; removing all", stacklevel=3)
+        n = order.numel()
+    if n == 0:
         return chosen
     # the prefix's last ZIG may overshoot the budget by its whole cost: first-fit the gap with
     # the next candidates in order (skip those that would undershoot by more than ``tol``)
-    chosen[order[: lo - 1]] = True
+    chosen[order[: n - 1]] = True
     lower = budget - tol * dense
-    best, best_cost = int(order[lo - 1]), cost_of(lo)  # fallback: closest from below
-    for j in order[lo - 1 : lo + refine].tolist():
+    best, best_cost = int(order[n - 1]), cost_of(n)  # fallback: closest from below
+    for j in order[n - 1 : n + refine].tolist():
         chosen[j] = True
+        if not pool.allows(chosen):
+            chosen[j] = False
+            continue
         c = cost_fn(~chosen)
-        if c > budget:
+        if c > budget:  # still above: keep j and add the next
             continue
         if c >= lower:
             return chosen
@@ -170,3 +255,67 @@ def select(
     if cost_fn(~chosen) > budget:
         chosen[best] = True
     return chosen
+
+
+def _shortest_prefix(cost_of: Callable[[int], float], hi: int, budget: float) -> int | None:
+    """Smallest ``n`` in ``[0, hi]`` with ``cost_of(n) <= budget`` (cost falls with ``n``);
+    None if even ``cost_of(hi)`` exceeds it."""
+    if cost_of(hi) > budget:
+        return None
+    lo = 0
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cost_of(mid) <= budget:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def reachable_bound(space: SearchSpace, kind: str, pool: Pool) -> float:
+    """The furthest a target of ``kind`` can go: for "group_sparsity" the largest share of the
+    pool's ZIGs that can be zeroed, for "flops"/"params" the smallest kept share of the dense
+    cost (every group of the pool reduced to its cheapest ZIG, since selection keeps one ZIG
+    per group; everything outside the pool kept)."""
+    if kind == "group_sparsity":
+        n = int(pool.prunable.sum())
+        groups = int(torch.unique(pool.gid[pool.prunable]).numel())
+        return (n - groups) / n if n else 0.0
+    cost_fn, marginal, dense = _cost_model(space, kind)
+    last = _protect_last(-marginal.double(), pool.prunable, pool.gid)
+    return cost_fn(~pool.prunable | last) / dense
+
+
+def check_reachable(space: SearchSpace, target: Target, pool: Pool) -> None:
+    """ValueError naming the reachable bound when no selection from ``pool`` meets ``target``
+    (a FLOPs/params target is then otherwise met by cutting every group to one ZIG)."""
+    bound = reachable_bound(space, target.kind, pool)
+    name = f"target_{target.kind}={target.value:g}"
+    if target.kind == "group_sparsity":
+        n = int(pool.prunable.sum())
+        if round(target.value * n) <= round(bound * n):
+            return
+        if bound <= 0:
+            raise ValueError(f"{name} cannot be reached: {_NOTHING}")
+        most = math.floor(bound * 1000) / 1000
+        raise ValueError(
+            f"{name} cannot be reached: every group keeps at least one ZIG, so at most "
+            f"{bound:.1%} of the prunable ZIGs can be zeroed; choose "
+            f"target_group_sparsity <= {most:.3f}"
+        )
+    if target.value >= bound - 1e-12:
+        return
+    label = "FLOPs" if target.kind == "flops" else "parameters"
+    if bound >= 1.0 - 1e-12:
+        raise ValueError(f"{name} cannot be reached: no {label} can be removed ({_NOTHING})")
+    least = math.ceil(bound * 1000) / 1000
+    raise ValueError(
+        f"{name} cannot be reached: at most {1 - bound:.1%} of {label} can be removed "
+        f"(keep >= {least:.3f}); choose target_{target.kind} >= {least:.3f}"
+    )
+
+
+_NOTHING = (
+    "no group has a ZIG that can be removed (each keeps one, and ZIGs with slices in frozen "
+    "parameters are not pruned)"
+)

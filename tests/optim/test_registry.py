@@ -1,0 +1,118 @@
+"""One place per concept: the common constructor arguments, the name -> class registry the CLI
+builds from, and the selection hook for constraints between ZIGs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from handspace import SmallCNN, smallcnn_space
+from runs import make_run, train_steps
+
+from trainonce.cli.setup import RunConfig, build_optimizer
+from trainonce.optim import (
+    DHSPG,
+    HESSO,
+    HESSOCRIC,
+    HSPG,
+    OPTIMIZERS,
+    ZigOptimizer,
+    register_optimizer,
+)
+from trainonce.optim.targets import Pool, Target, select
+
+
+class Probe(HESSO):
+    """A new optimizer in a few lines: its own arguments, the common ones passed through."""
+
+    needs_loss_fn = True
+
+    def __init__(self, space, lr=0.1, *, loss_fn=None, probe_scale: float = 2.0, **common):
+        super().__init__(space, lr, **common)
+        self.loss_fn, self.probe_scale = loss_fn, probe_scale
+
+
+def _space():
+    torch.manual_seed(0)
+    model = SmallCNN((8, 8, 16))
+    return model, smallcnn_space(model)
+
+
+def test_cli_names_map_to_classes():
+    assert OPTIMIZERS == {"hesso": HESSO, "hesso-cric": HESSOCRIC, "dhspg": DHSPG, "hspg": HSPG}
+    assert HESSOCRIC.needs_loss_fn and not any(
+        c.needs_loss_fn for c in (HESSO, DHSPG, HSPG, ZigOptimizer)
+    )
+
+
+def test_registered_optimizer_is_built_with_common_arguments_and_loss_fn():
+    _, space = _space()
+    register_optimizer("probe", Probe)
+    try:
+        cfg = RunConfig(optimizer="probe", variant="adamw", lr=0.01, target_kind="params")
+        loss_fn = lambda: torch.tensor(1.0)  # noqa: E731
+        opt = build_optimizer(cfg, space, total_steps=20, loss_fn=loss_fn)
+        assert type(opt) is Probe and opt.loss_fn is loss_fn and opt.probe_scale == 2.0
+        assert opt.variant == "adamw" and opt.param_groups[0]["lr"] == 0.01
+        assert opt.target == Target("params", cfg.target) and opt.schedule.total == 20
+        hesso = build_optimizer(RunConfig(), space, total_steps=20, loss_fn=loss_fn)
+        assert type(hesso) is HESSO  # HESSO takes no loss_fn: not passed
+    finally:
+        OPTIMIZERS.pop("probe")
+
+
+def test_registry_refuses_clashes_and_non_optimizers():
+    with pytest.raises(ValueError, match="taken by HESSO"):
+        register_optimizer("hesso", Probe)
+    register_optimizer("hesso", HESSO)  # the same pair again is harmless
+    with pytest.raises(TypeError):
+        register_optimizer("sgd", torch.optim.SGD)
+    with pytest.raises(ValueError, match="unknown optimizer 'nope'.*hesso-cric"):
+        build_optimizer(RunConfig(optimizer="nope"), _space()[1], total_steps=20)
+
+
+def test_common_arguments_are_keyword_only():
+    _, space = _space()
+    with pytest.raises(TypeError):
+        HESSO(space, 0.1, "adam")
+    opt = HESSO(space, 0.05, target_group_sparsity=0.5, total_steps=10)
+    assert opt.param_groups[0]["lr"] == 0.05 and opt.param_groups[0]["momentum"] == 0.9
+
+
+def test_admissible_hook_constrains_both_selectors():
+    """At most 2 ZIGs of group "mid" may go, although its ZIGs score lowest."""
+    _, space = _space()
+    mid = next(g for g in space.groups if g.name == "mid")
+    in_mid = torch.zeros(space.num_zigs, dtype=torch.bool)
+    in_mid[mid.offset : mid.offset + mid.size] = True
+    gen = torch.Generator().manual_seed(1)
+    score = torch.rand(space.num_zigs, dtype=torch.float64, generator=gen)
+    score[in_mid] *= 1e-3
+    calls = []
+
+    def admissible(chosen):
+        calls.append(1)
+        return int((chosen & in_mid).sum()) <= 2
+
+    pool = Pool.of(space, admissible=admissible)
+    none = torch.zeros(space.num_zigs, dtype=torch.bool)
+    free = select(space, Target("group_sparsity", 0.5), 0.5, score, none)
+    assert int((free & in_mid).sum()) > 2  # without the hook "mid" goes first
+    count = select(space, Target("group_sparsity", 0.5), 0.5, score, none, pool)
+    assert int(count.sum()) == 16 and int((count & in_mid).sum()) == 2 and calls
+    cost = select(space, Target("flops", 0.7), 0.7, score, none, pool)
+    assert int((cost & in_mid).sum()) <= 2
+    assert 0.69 <= space.flops(~cost) / space.flops() <= 0.7
+
+
+def test_optimizer_selects_from_its_pool():
+    """Selection during a run honours the pool's hook (a future erasing mode's entry point)."""
+    zeros = []
+    for hook in (False, True):
+        model, space, opt = make_run(HESSO, lr=0.05, target_group_sparsity=0.5, total_steps=20)
+        res = slice(space.groups[0].offset, space.groups[0].offset + space.groups[0].size)
+        if hook:
+            opt.pool = Pool(opt.pool.prunable, opt.pool.gid, lambda c, r=res: not bool(c[r].any()))
+        train_steps(model, opt, 0, 20)
+        assert int(opt.zero.sum()) == round(0.5 * space.num_prunable_zigs)
+        zeros.append(int(opt.zero[res].sum()))
+    assert zeros[0] > 0 and zeros[1] == 0
