@@ -132,3 +132,25 @@ def test_interrupt_then_resume(tmp_path, monkeypatch, capsys):
     assert (out / "report.html").exists()
     final = torch.load(out / "checkpoint.pt", weights_only=True)
     assert final["step"] == 4 and [r["step"] for r in final["history"]] == [1, 2, 3, 4]
+
+
+def test_attention_model_runs_to_the_end_and_its_slim_model_takes_any_batch(tmp_path):
+    """nn.MultiheadAttention: the slim model is the traced program. It used to return a tuple
+    and accept only the example's batch size, so the run crashed after training."""
+    out = tmp_path / "mha"
+    argv = ["run", "--model", "factories:attention_net", "--data", "datafns:small_digits",
+            "--epochs", "1", "--batch-size", "64", "--target-flops", "0.6", "--out", str(out),
+            "--no-progress"]
+    assert main(argv) == 0
+    from factories import attention_net
+
+    info = json.loads((out / "config.json").read_text())["info"]
+    slim = trainonce.load(out / "slim", lambda: attention_net(info["num_classes"],
+                                                             info["data_channels"])).eval()
+    dense = attention_net(info["num_classes"], info["data_channels"])
+    dense.load_state_dict(torch.load(out / "checkpoint.pt", weights_only=True)["model"])
+    x = torch.stack([load_data("digits").test[i][0] for i in range(5)])  # not the example's 1
+    with torch.no_grad():
+        ref, got = dense.eval()(x), slim(x)
+    assert isinstance(got, torch.Tensor) and got.shape == (5, info["num_classes"])
+    assert (ref - got).abs().max() < 1e-4

@@ -221,10 +221,10 @@ def _build(cfg: RunConfig, device: torch.device) -> _Job:
     model.to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     pick = torch.randperm(len(bundle.train), generator=gen)[:256].tolist()
-    cric_x, cric_y = default_collate([bundle.train[i] for i in pick])
+    held_x, held_y = default_collate([bundle.train[i] for i in pick])
 
-    def loss_fn() -> torch.Tensor:  # for HESSO-CRIC: the loss on 256 fixed training samples
-        return F.cross_entropy(model(adapt(cric_x.to(device))), cric_y.to(device))
+    def loss_fn() -> torch.Tensor:  # optimizers that need a held-out loss: 256 fixed samples
+        return F.cross_entropy(model(adapt(held_x.to(device))), held_y.to(device))
 
     opt = build_optimizer(cfg, space, total, loss_fn)
     sched = make_scheduler(opt, cfg.lr_schedule, total)
