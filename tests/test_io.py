@@ -162,15 +162,15 @@ def test_failed_swap_keeps_previous_save(tmp_path, monkeypatch):
 
     out, slim, x = saved(tmp_path, 0.5)
     _, other, _ = saved(tmp_path, 0.2, name="other")
-    real, calls = os.replace, []
+    real, calls = os.rename, []
 
     def second_fails(src, dst):
         calls.append(dst)
-        if len(calls) == 2:  # the save's second file or directory move
+        if len(calls) == 2:  # the swap's second move: the new save into place
             raise OSError("crash between the two writes")
         real(src, dst)
 
-    monkeypatch.setattr(os, "replace", second_fails)
+    monkeypatch.setattr(os, "rename", second_fails)
     with pytest.raises(OSError, match="crash"):
         trainonce.save(other, out)
     monkeypatch.undo()

@@ -14,6 +14,7 @@ from torch import nn
 
 from .atomic import atomic_write
 from .data.optional import require
+from .subnet.verify import max_rel_diff
 
 FORMATS = {"onnx": "model.onnx", "torch-export": "model.pt2", "safetensors": "model.safetensors"}
 
@@ -23,9 +24,13 @@ class ExportMismatch(RuntimeError):
 
 
 def _check(name: str, ref: torch.Tensor, got: torch.Tensor, atol: float) -> float:
-    diff = float((ref.float() - torch.as_tensor(got).float()).abs().max())
-    scale = float(ref.abs().max()) or 1.0
-    if not diff <= atol * max(1.0, scale):  # `not <=` also catches a NaN difference
+    """Max |ref - got|; refused beyond ``atol * max(1, max|ref|)`` or on a NaN mismatch (the
+    relative rule of `trainonce.subnet.verify`, with a floor of 1 for tiny outputs)."""
+    ref, got = ref.float(), torch.as_tensor(got).float()
+    rel = max_rel_diff(ref, got)  # inf for shape or NaN/inf mismatches
+    scale = float(ref[torch.isfinite(ref)].abs().max()) if ref.numel() else 0.0
+    diff = rel * max(scale, 1e-12) if rel != float("inf") else float("inf")
+    if not diff <= atol * max(1.0, scale):
         raise ExportMismatch(f"{name} output differs from torch by {diff:.3g} (tolerance {atol})")
     return diff
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from torch import nn
 
+from .atomic import atomic_dir, recover_dir
 from .subnet.recipe import Recipe, rebuild
 
 WEIGHTS = "model.safetensors"
@@ -48,15 +46,10 @@ def save(slim: nn.Module, path: str | os.PathLike) -> Path:
     path = Path(path)
     target = Path(os.path.realpath(path))
     _check_target(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:  # weights and recipe replace a previous save together
         st.save_model(slim, str(tmp / WEIGHTS))
         signed = replace(recipe, weights_sha256=_sha256(tmp / WEIGHTS))
         (tmp / RECIPE).write_text(signed.to_json())
-        _replace_dir(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
@@ -70,31 +63,12 @@ def _check_target(target: Path) -> None:
                          "the whole directory, so give it a new or empty one")
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    """Put the finished directory ``new`` at ``target`` (two renames). A previous ``target`` is
-    set aside until the new one is in place, and put back if that fails."""
-    # self-contained until trainonce.atomic offers a shared directory swap
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(new, 0o777 & ~umask)  # mkdtemp makes 0700 directories; use the usual permissions
-    if not target.exists():
-        os.replace(new, target)
-        return
-    aside = target.with_name(f".{target.name}.previous-{uuid.uuid4().hex[:8]}")
-    os.replace(target, aside)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        os.replace(aside, target)
-        raise
-    shutil.rmtree(aside, ignore_errors=True)
-
-
 def load(path: str | os.PathLike, model_factory: Callable[[], nn.Module]) -> nn.Module:
     """Rebuild a slim model: ``model_factory()`` gives the full architecture, the recipe cuts
     it, the saved weights fill it. The architecture must match the one that was saved, and the
     weights file the one saved with the recipe."""
     path = Path(path)
+    recover_dir(path)  # a save cut short by a crash: its previous version is put back
     recipe = _read_recipe(path)
     weights = path / WEIGHTS
     if recipe.weights_sha256 is not None:  # version 1 recipes carry no hash
@@ -121,9 +95,7 @@ def _read_recipe(path: Path) -> Recipe:
     try:
         text = file.read_text()
     except OSError as exc:
-        aside = sorted(path.parent.glob(f".{path.name}.previous-*"))
-        hint = f"; an interrupted save left the previous one in {aside[-1]}" if aside else ""
-        raise ValueError(f"{path} holds no readable trainonce recipe ({exc}){hint}") from exc
+        raise ValueError(f"{path} holds no readable trainonce recipe ({exc})") from exc
     try:
         return Recipe.from_json(text)
     except ValueError as exc:
