@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..space import SearchSpace
+from ..space.slots import slot_index, with_slot
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,7 @@ class ZigView:
             dims = []
             if ps is not None:
                 for dim, vec in sorted(ps.dims.items()):
-                    v = vec.clone()
-                    v[v < 0] = self.num_zigs
-                    dims.append((dim, v))
+                    dims.append((dim, slot_index(vec, self.num_zigs)))
             self.entries.append(dims)
         self.axes = [[Axis.of(p.shape, dim) for dim, _ in e] for p, e in zip(params, self.entries)]
         self.with_zigs = [i for i, e in enumerate(self.entries) if e]
@@ -310,6 +309,4 @@ class ZigView:
         return [k for k, (_, v) in enumerate(self.entries[i]) if bool(mask_ext_cpu[v].any())]
 
 
-def ext(values: torch.Tensor, fill: float | bool) -> torch.Tensor:
-    """Append the "no ZIG" slot to a per-ZIG vector."""
-    return torch.cat([values, values.new_full((1,), fill)])
+ext = with_slot  # the optimizers' short name for it

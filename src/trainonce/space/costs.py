@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .slots import per_position
+
 if TYPE_CHECKING:
     from .search_space import ParamSlices
 
@@ -54,9 +56,7 @@ class _Table:
     def kept_lengths(self, keep: torch.Tensor | None) -> torch.Tensor:
         if keep is None or self.zig.numel() == 0:
             return self.length.clone()
-        keep_ext = torch.cat([keep.bool().cpu(), torch.tensor([True])])
-        idx = torch.where(self.zig < 0, keep.numel(), self.zig)
-        kept = keep_ext[idx].double()
+        kept = per_position(keep.bool().cpu(), self.zig, True).double()
         return torch.zeros_like(self.length).index_add_(0, self.pos_vec, kept)
 
     def per_term(self, lengths: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ from torch import nn
 
 from .analysis import Analysis
 from .costs import CostModel
+from .slots import per_position, slot_index
 
 
 @dataclass(frozen=True)
@@ -176,9 +177,7 @@ class SearchSpace:
             for dim, vec in ps.dims.items():
                 other = [d for d in range(p.dim()) if d != dim]
                 per_pos = p.double().pow(2).sum(dim=other) if other else p.double().pow(2)
-                idx = vec.to(device).clone()
-                idx[idx < 0] = self.num_zigs
-                out.index_add_(0, idx, per_pos)
+                out.index_add_(0, slot_index(vec.to(device), self.num_zigs), per_pos)
         return out[:-1]
 
     @torch.no_grad()
@@ -192,13 +191,11 @@ class SearchSpace:
     def set_zero(self, zero: torch.Tensor) -> None:
         """Write exact zeros into every member slice of the ZIGs flagged in ``zero``."""
         params = self._named_params()
-        zero_ext = torch.cat([zero.bool().cpu(), torch.tensor([False])])
+        zero = zero.bool().cpu()
         for name, ps in self._slices.items():
             p = params[name]
             for dim, vec in ps.dims.items():
-                idx = vec.clone()
-                idx[idx < 0] = self.num_zigs
-                pos = torch.nonzero(zero_ext[idx]).flatten().to(p.device)
+                pos = torch.nonzero(per_position(zero, vec, False)).flatten().to(p.device)
                 if pos.numel():
                     p.index_fill_(dim, pos, 0.0)
 

@@ -19,7 +19,7 @@ from ..space.analysis import Analysis
 from ..space.search_space import SearchSpace
 from ..trace import MODEL_PREFIX, OutputTemplate, trace
 from .interface import SlimProgram, mode_dependent_layers
-from .slicing import apply_plan
+from .slicing import apply_plan, keep_positions
 
 aten = torch.ops.aten
 
@@ -29,7 +29,7 @@ class _Sizes:
 
     def __init__(self, analysis: Analysis, zero: torch.Tensor) -> None:
         self.analysis = analysis
-        self.zero_ext = torch.cat([zero.bool().cpu(), torch.tensor([False])])
+        self.zero = zero.bool().cpu()
 
     def kept(self, lab: Labels, d: int) -> torch.Tensor | None:
         ax = lab.axis_spanning(d) if isinstance(lab, Labels) else None
@@ -38,9 +38,8 @@ class _Sizes:
         zig = self.analysis.zigs_of(ax)
         if len(spans(ax)) > 1 and bool((zig == zig.narrow(d, 0, 1)).all()):
             return None  # the removal unit spans other dims: this one never shrinks
-        z = zig[tuple(slice(None) if k == d else 0 for k in range(ax.dim()))].clone()
-        z[z < 0] = self.zero_ext.numel() - 1
-        return torch.nonzero(~self.zero_ext[z]).flatten()
+        z = zig[tuple(slice(None) if k == d else 0 for k in range(ax.dim()))]
+        return keep_positions(z, self.zero)
 
     def shape(self, lab: Labels) -> list[int]:
         out = []

@@ -6,14 +6,12 @@ import torch
 from torch import nn
 
 from ..space.search_space import SearchSpace
+from ..space.slots import per_position
 
 
 def keep_positions(zig_vec: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
     """Positions along a dim to keep: those in no ZIG or in a ZIG that is not zero."""
-    zero_ext = torch.cat([zero.bool().cpu(), torch.tensor([False])])
-    idx = zig_vec.clone()
-    idx[idx < 0] = zero.numel()
-    return torch.nonzero(~zero_ext[idx]).flatten()
+    return torch.nonzero(~per_position(zero.bool().cpu(), zig_vec, False)).flatten()
 
 
 def removal_plan(space: SearchSpace, zero: torch.Tensor) -> dict[str, dict[int, torch.Tensor]]:
