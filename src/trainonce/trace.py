@@ -144,10 +144,16 @@ def _canonical_names(model: nn.Module) -> tuple[dict[int, str], dict[int, str]]:
     return params, buffers
 
 
-def concrete(size: Any) -> int:
-    """A traced size as an int: symbolic sizes (a dynamic batch) give their example value."""
+def concrete(size: Any, where: str = "") -> int:
+    """A traced size as an int: symbolic sizes (a dynamic batch) give their example value. A
+    size that depends on tensor values (``x[mask]``, ``nonzero``) has none: TraceError."""
     if isinstance(size, int):
         return size
+    if not symbolic_shapes.has_guarding_hint(size):
+        raise TraceError(
+            f"cannot analyse the model: the size of {where or 'a traced value'} depends on "
+            "tensor values (boolean-mask indexing, nonzero, unique...), so channels cannot be "
+            "followed through it; index with a fixed index tensor instead, or exclude that part")
     return int(symbolic_shapes.optimization_hint(size))
 
 

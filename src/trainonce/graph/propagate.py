@@ -32,20 +32,23 @@ class Propagation:
     buffer_atoms: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
     labels: dict[str, object] = field(default_factory=dict)  # node name -> Labels | list
     warnings: list[str] = field(default_factory=list)
+    unused_params: list[str] = field(default_factory=list)  # lifted by export, never read
 
 
-def _shape(val) -> tuple[int, ...] | None:
-    return tuple(concrete(s) for s in val.shape) if isinstance(val, torch.Tensor) else None
+def _shape(val, where: str = "") -> tuple[int, ...] | None:
+    if not isinstance(val, torch.Tensor):
+        return None
+    return tuple(concrete(s, where) for s in val.shape)
 
 
 _SYMBOLIC = (torch.SymInt, torch.SymFloat, torch.SymBool)
 
 
-def _out_shapes(node: fx.Node):
+def _out_shapes(node: fx.Node, where: str = ""):
     val = node.meta.get("val")
     if isinstance(val, (list, tuple)):
-        return [_shape(v) or () for v in val]
-    return _shape(val)
+        return [_shape(v, where) or () for v in val]
+    return _shape(val, where)
 
 
 def _module_path(node: fx.Node) -> str:
@@ -79,6 +82,7 @@ def propagate(traced: Traced, exclude: list[str] | None = None) -> Propagation:
     rec = prop.rec
     excl = set(exclude or [])
     env: dict[fx.Node, object] = {}
+    used: dict[str, bool] = {}
     for node in traced.graph.nodes:
         if node.op != "placeholder":
             break
@@ -107,6 +111,19 @@ def propagate(traced: Traced, exclude: list[str] | None = None) -> Propagation:
         if _excluded(name, excl):
             for ids in atoms.values():
                 rec.block(ids, "excluded by the user")
+        if is_param:
+            used[name] = used.get(name, False) or bool(node.users)
+    for name, was_used in used.items():
+        if not was_used:  # e.g. a training-only auxiliary head: its cut could not be checked
+            prop.unused_params.append(name)
+            for ids in prop.param_atoms[name].values():
+                rec.block(ids, "not used by the traced (eval-mode) forward")
+    if prop.unused_params:
+        names = prop.unused_params
+        prop.warnings.append(
+            f"{len(names)} parameters are not used by the traced (eval-mode) forward, e.g. "
+            f"{', '.join(repr(n) for n in names[:3])} (training-only heads?): they are kept "
+            "whole and left untouched")
     _walk(traced.graph, traced.program.graph_module, env, prop)
     prop.labels = {n.name: v for n, v in env.items()}
     return prop
@@ -158,7 +175,7 @@ def _walk(graph: fx.Graph, gm: torch.nn.Module, env: dict, prop: Propagation):
 def _apply(node: fx.Node, env: dict, prop: Propagation):
     rec = prop.rec
     args, kwargs = _resolve(env, node.args), _resolve(env, node.kwargs)
-    out = _out_shapes(node)
+    out = _out_shapes(node, str(rec.where))
     entry = registry.lookup(node.target)
     tensors = tensor_args(args, kwargs)
     if entry is None:

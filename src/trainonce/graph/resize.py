@@ -66,9 +66,11 @@ def unflatten(node: fx.Node, sizes) -> None:
 
 
 def _source(node: fx.Node, sizes):
+    """The sliced value's labels, the dim, and its kept positions (None: none removed)."""
     src = sizes.of(node.args[0])
     d = node.args[1] % len(src.shape)
-    return src, d, sizes.kept(src, d)
+    kept = sizes.kept(src, d)
+    return src, d, kept if kept is not None and kept.numel() < src.shape[d] else None
 
 
 def select(node: fx.Node, sizes) -> None:

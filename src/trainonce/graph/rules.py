@@ -285,11 +285,21 @@ def channel_shuffle(rec, a, k, o):
     return S.channel_shuffle(rec, a[0], a[1], o)
 
 
+def _used_as_indices(rec, tensors) -> None:
+    """An index tensor computed from channel values addresses positions by data: pinned."""
+    for t in tensors:
+        if isinstance(t, Labels):
+            for ax in t.axes:
+                rec.block(ax, f"used as indices by {rec.where}")
+
+
 def index(rec, a, k, o):
+    _used_as_indices(rec, a[1])
     return S.advanced_index(rec, a[0], list(a[1]), o)
 
 
 def index_select(rec, a, k, o):
+    _used_as_indices(rec, [a[2]])
     return Labels(tuple(o), S.pin_dims(rec, a[0], [a[1]], f"gathered by an index tensor at "
                                                          f"{rec.where}"))
 

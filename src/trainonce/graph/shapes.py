@@ -89,22 +89,26 @@ def expand(x: Labels, out_shape) -> Labels:
 
 
 def slice_(rec: Recorder, x: Labels, d: int, start, end, step, out_shape) -> Labels:
-    """``x[start:end:step]`` along ``d``. Positions that a strided slice skips, or that a
-    size-1 slice reads by position, cannot follow a cut (the slim model would read other
-    positions): those dims are pinned."""
+    """``x[start:end:step]`` along ``d``. A strided slice cannot follow a cut (the slim model
+    would read other positions): the whole dim is pinned. A size-1 slice reads one position
+    by its index: that position is pinned."""
     d = d % x.ndim
-    size = x.shape[d]
-    start, end, step = slice(start, end, step or 1).indices(size)
+    start, end, step = slice(start, end, step or 1).indices(x.shape[d])
     axes = []
     for a in x.axes:
+        if a.shape[d] > 1 and step != 1:
+            reason = f"read by position through a strided slice at {rec.where}"
+            axes.extend(pin_dims(rec, Labels(a.shape, [a]), [d], reason))
+            continue
         if a.shape[d] > 1:
-            a = a[(slice(None),) * d + (slice(start, end, step),)]
-            if step != 1 or a.shape[d] == 1:
-                what = "strided slice" if step != 1 else "size-1 slice"
-                axes.extend(pin_dims(rec, Labels(a.shape, [a]), [d],
-                                     f"read by position through a {what} at {rec.where}"))
+            a = a[(slice(None),) * d + (slice(start, end),)]
+            if a.shape[d] == 1:
+                rec.block(a, f"read by position through a size-1 slice at {rec.where}")
                 continue
         axes.append(a)
+    if step != 1:
+        axes = [a[(slice(None),) * d + (slice(start, end, step),)] if a.shape[d] > 1 else a
+                for a in axes]
     return x.with_axes(axes, out_shape, x.param_view)
 
 

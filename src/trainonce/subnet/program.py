@@ -29,6 +29,9 @@ class _Sizes:
 
     def __init__(self, analysis: Analysis, zero: torch.Tensor) -> None:
         self.analysis = analysis
+        sig = analysis.traced.program.graph_signature
+        self._placeholders = {target: name for name, target in (
+            *sig.inputs_to_parameters.items(), *sig.inputs_to_buffers.items())}
         self.zero = zero.bool().cpu()
 
     def kept(self, lab: Labels, d: int) -> torch.Tensor | None:
@@ -49,6 +52,9 @@ class _Sizes:
         return out
 
     def of(self, node: fx.Node):
+        if node.op == "get_attr":  # a parameter or buffer, a placeholder of the analysed graph
+            node_name = self._placeholders.get(node.target)
+            return self.analysis.labels_of(node_name) if node_name else None
         return self.analysis.labels_of(node.name)
 
 
