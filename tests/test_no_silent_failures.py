@@ -153,3 +153,34 @@ def test_training_only_heads_are_noted_and_kept_out():
     assert aux and not any(g.prunable for g in aux)
     assert all("not used by the traced" in g.reason for g in aux)
     assert any("aux1." in n and "not used" in n for n in space.notes)
+
+
+@pytest.mark.parametrize("name", ["bert", "gpt2"])
+@pytest.mark.parametrize("batch", [1, 3, 5, 8])
+def test_attention_heads_are_found_for_any_example_batch(name, batch):
+    """The attention mask was lettered one dim short, so with a batch >= the number of heads
+    (4) it met the heads and pinned them, silently."""
+    pytest.importorskip("transformers")
+    from hf_models import MODELS
+
+    model, inputs = MODELS[name]()
+    inputs = {**inputs, "input_ids": torch.randint(0, 64, (batch, 6))}
+    space = trainonce.analyze(model.eval(), inputs)
+    heads = [g for g in space.groups if g.prunable and g.size == 4]
+    assert len(heads) == 2, [(g.name, g.size, g.reason) for g in space.groups]
+
+
+def test_t5_shared_relative_position_bias_constructs_exactly():
+    """T5 computes its relative position bias once and shares it across layers: the heads it
+    meets are coupled across those layers (construction used to fail)."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.T5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=2,
+                                num_decoder_layers=2, num_heads=4, decoder_start_token_id=0)
+    model = transformers.T5ForConditionalGeneration(cfg).eval()
+    inputs = {"input_ids": torch.randint(0, 64, (2, 8)),
+              "decoder_input_ids": torch.randint(0, 64, (2, 5)), "use_cache": False}
+    make_zeroing_visible(model, inputs)
+    space, _ = check_slim(model, inputs)
+    heads = [g for g in space.groups if g.prunable and g.size == 4]
+    assert heads and any(len({m.param.split(".layer.")[0] for m in g.members}) > 1
+                         for g in heads)  # one head group spans both blocks

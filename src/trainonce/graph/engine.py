@@ -49,6 +49,8 @@ class _Space:
         for op in operands:
             if len(set(op.letters)) != len(op.letters):
                 raise ValueError(f"repeated letter in {op.letters!r}")
+            if len(op.letters) != op.labels.ndim:
+                raise ValueError(f"letters {op.letters!r} for a tensor of rank {op.labels.ndim}")
             for ch, s in zip(op.letters, op.labels.shape):
                 sizes[ch] = max(sizes[ch], s)
         return cls(letters, {ch: i for i, ch in enumerate(letters)}, sizes)

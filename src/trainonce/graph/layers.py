@@ -194,7 +194,7 @@ def sdpa(rec: Recorder, q: Labels, k: Labels, v: Labels, mask: Labels | None, ou
     ops = [Operand(q, lead + "hle"), Operand(heads(k), lead + "hse"),
            Operand(heads(v), lead + "hsf")]
     if mask is not None:
-        ops.append(Operand(mask, (lead + "hls")[len(lead) + 4 - mask.ndim:]))
+        ops.append(Operand(mask, (lead + "hls")[len(lead) + 3 - mask.ndim:]))
     axes = couple(rec, ops, lead + "hlf", fixed="esf",
                   fixed_reason=f"attention sequence/head_dim of {rec.where}")
     b = math.prod(q.shape[:-3])
