@@ -196,12 +196,11 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_batch: bool = False)
     try:
         program = torch.export.export(_TensorOutputs(model), args, kwargs, dynamic_shapes=shapes,
                                       strict=False)
-        with torch.no_grad():  # the output's structure (export sees only its tensors)
-            template = OutputTemplate.of(model(*args, **kwargs))
     except Exception as exc:  # noqa: BLE001 - re-raised with a diagnosis
         raise TraceError(_diagnose(exc)) from exc
     finally:
         model.train(was_training)
+    template = _output_template(model, args, kwargs)
 
     pid, bid = _canonical_names(model)
     sig = program.graph_signature
@@ -214,6 +213,22 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_batch: bool = False)
         traced.buffers[node_name] = bid.get(id(b), target.removeprefix(MODEL_PREFIX))
     traced.user_inputs = list(sig.user_inputs)
     return traced
+
+
+def _output_template(model: nn.Module, args: tuple, kwargs: dict) -> OutputTemplate | None:
+    """The structure of the model's output (export sees only its tensors), from one eager run
+    in eval mode; None where the model cannot run eagerly (e.g. on the meta device)."""
+    if any(p.is_meta for p in model.parameters()):
+        return None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return OutputTemplate.of(model(*args, **kwargs))
+    except Exception:  # noqa: BLE001 - export ran the same code; a slim program returns a tuple
+        return None
+    finally:
+        model.train(was_training)
 
 
 def _diagnose(exc: Exception) -> str:

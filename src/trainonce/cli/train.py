@@ -71,13 +71,20 @@ def evaluate(model: nn.Module, ds: Dataset, adapt: Callable, device, batch_size:
     return correct / max(total, 1)
 
 
-def check_finite(model: nn.Module, step: int) -> None:
-    """Refuse diverged weights: a NaN model must not be checkpointed, slimmed or reported."""
+def check_finite(model: nn.Module, step: int, opt=None) -> None:
+    """Refuse diverged training: a NaN model must not be checkpointed, slimmed or reported, and
+    neither must one whose optimizer skipped many steps for non-finite gradients (the
+    optimizers skip such a step rather than write NaN; a few are tolerated, as with AMP)."""
     for name, t in model.state_dict().items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise FloatingPointError(
                 f"training diverged: {name} holds non-finite values after step {step}; lower --lr"
             )
+    skipped = int(opt.metrics().get("skipped_steps", 0)) if hasattr(opt, "metrics") else 0
+    if skipped and (2 * skipped > step or skipped >= max(10, 0.1 * step)):
+        raise FloatingPointError(
+            f"training diverged: {skipped} of {step} steps had non-finite gradients and were "
+            "skipped; lower --lr or check the model for NaN/inf")
 
 
 class _SigintFlag:
@@ -177,7 +184,7 @@ def train(
     model.train()
 
     def checkpoint() -> Path:
-        check_finite(model, step)
+        check_finite(model, step, opt)
         return save_checkpoint(run_dir, model, opt, sched, step, history)
 
     with _SigintFlag() as sigint:
@@ -201,5 +208,5 @@ def train(
     bar.close()
     if start_step < total or not (run_dir / "checkpoint.pt").exists():
         checkpoint()
-    check_finite(model, step)
+    check_finite(model, step, opt)
     return history

@@ -3,7 +3,7 @@ labels of every traced value and the ZIG of every atom. Imported by space and su
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -18,6 +18,9 @@ class Analysis:
     traced: Traced
     prop: Propagation
     zig_of_atom: torch.Tensor  # global ZIG id of every atom, -1 if none or kept whole
+    # the same model traced with a dynamic batch (for slim programs), or why that failed;
+    # filled on first use by `subnet.program`
+    dynamic: Analysis | str | None = field(default=None, repr=False)
 
     def labels_of(self, node_name: str) -> object | None:
         """Channel labels of the traced value ``node_name`` (a `Labels`, a list of them for

@@ -13,12 +13,13 @@ from ..trace import OutputTemplate
 
 
 class SlimProgram(nn.Module):
-    """A slim traced program (`torch.fx.GraphModule`) that returns what the model returned.
+    """A slim traced program (`torch.fx.GraphModule`) that returns what the model returned
+    (the flat tuple of its tensors when the structure is unknown: ``template`` None).
 
     BatchNorm and Dropout run as traced (eval mode): a forward in train mode warns once if the
     model has layers whose training behaviour differs, since the program cannot switch them."""
 
-    def __init__(self, program: fx.GraphModule, template: OutputTemplate,
+    def __init__(self, program: fx.GraphModule, template: OutputTemplate | None,
                  mode_dependent: list[str] | None = None) -> None:
         super().__init__()
         self.program = program
@@ -33,7 +34,8 @@ class SlimProgram(nn.Module):
                 "trainonce: this slim model is a traced program that runs "
                 f"{', '.join(self.mode_dependent[:3])} in eval mode even in train() (fine-tune "
                 "the eager model, or treat this one as inference-only)", stacklevel=2)
-        return self.template.rebuild(self.program(*args, **kwargs))
+        out = self.program(*args, **kwargs)
+        return out if self.template is None else self.template.rebuild(out)
 
 
 def mode_dependent_layers(model: nn.Module) -> list[str]:

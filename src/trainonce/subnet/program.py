@@ -17,7 +17,7 @@ from ..graph.labels import Labels, spans
 from ..graph.propagate import propagate
 from ..space.analysis import Analysis
 from ..space.search_space import SearchSpace
-from ..trace import MODEL_PREFIX, OutputTemplate, trace
+from ..trace import MODEL_PREFIX, trace
 from .interface import SlimProgram, mode_dependent_layers
 from .slicing import apply_plan, keep_positions
 
@@ -69,15 +69,21 @@ def slim_program(space: SearchSpace, zero: torch.Tensor, plan: dict,
         raise ValueError("slim_program needs a SearchSpace made by trainonce.analyze")
     gm, reason = None, "no source model to trace again"
     if source is not None:
-        try:
-            gm = _cut_program(_dynamic_analysis(analysis, source), zero, plan)
-        except Exception as exc:  # noqa: BLE001 - the fixed-batch program is the fallback
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        if analysis.dynamic is None:  # traced once per analysis: constructions reuse it
+            try:
+                analysis.dynamic = _dynamic_analysis(analysis, source)
+            except Exception as exc:  # noqa: BLE001 - the fixed-batch program is the fallback
+                analysis.dynamic = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+        reason = analysis.dynamic if isinstance(analysis.dynamic, str) else reason
+        if isinstance(analysis.dynamic, Analysis):
+            try:
+                gm = _cut_program(analysis.dynamic, zero, plan)
+            except Exception as exc:  # noqa: BLE001 - e.g. a size rule that cannot stay symbolic
+                reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
     fixed = gm is None
     if fixed:
         gm = _cut_program(analysis, zero, plan)
-    slim = SlimProgram(gm, analysis.traced.output or OutputTemplate(("seq", tuple, [])),
-                       mode_dependent_layers(analysis.traced.model))
+    slim = SlimProgram(gm, analysis.traced.output, mode_dependent_layers(analysis.traced.model))
     slim.fixed_batch = reason if fixed else None
     return slim
 
