@@ -2,13 +2,15 @@
 
 Prints ok / refused / failed counts, each failure class with its count, one repro seed and a
 shrunk spec, and writes benchmarks/results/fuzz.md.
-Usage: python benchmarks/fuzz_analysis.py --n 2000 --seed 0 [--only I] [--shrink-budget 40]
+Usage: python benchmarks/fuzz_analysis.py --n 2000 --seed 0 [--only I] [--jsonl F]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import json
 import os
 import random
 import sys
@@ -35,7 +37,8 @@ def model_rng(seed: int, i: int) -> random.Random:
     return random.Random(seed * 1_000_003 + i)
 
 
-def run(n: int, seed: int, only: int | None, budget: int, sparsities, seeds) -> dict:
+def run(n: int, seed: int, only: int | None, budget: int, sparsities, seeds,
+        log=None) -> dict:
     for dep in ("equivalence", "fuzz_blocks", "fuzz_tokens"):
         _load(dep)
     FM = _load("fuzz_models")
@@ -47,6 +50,10 @@ def run(n: int, seed: int, only: int | None, budget: int, sparsities, seeds) -> 
         spec = FM.random_spec(model_rng(seed, i))
         out = FM.check_spec(spec, sparsities=sparsities, seeds=seeds)
         counts[out.kind] += 1
+        if log is not None:
+            log.write(json.dumps({"i": i, "kind": out.kind, "signature": out.signature,
+                                  "blocks": [list(b) for b in spec.blocks],
+                                  "slim": out.slim_kinds}) + "\n")
         for kind in {b[0] for b in spec.blocks}:
             per_kind[kind][out.kind] += 1
         if out.kind == "refused":
@@ -93,7 +100,7 @@ def report(r: dict) -> str:
         lines.append(f"| `{sig.replace('|', '/')}` | {len(hits)} | {i} | {kinds} |")
     lines += ["", "Shrunk specs (`fuzz_models.check_spec(Spec(...))` reproduces each):", ""]
     for sig, (_, small, _, again) in r["repros"].items():
-        lines += [f"- `{sig}`", f"  - `{small!r}`", f"  - {again.detail[:300]}"]
+        lines += [f"- `{sig}`", f"  - `{small!r}`", f"  - {again.detail.splitlines()[0][:300]}"]
     lines += ["", "## Refusals", "", "| refusal | models |", "|---|---:|"]
     lines += [f"| {k.replace('|', '/')} | {v} |" for k, v in r["refused"].most_common()]
     lines += ["", "## Outcomes by block kind (models containing the kind)", "",
@@ -116,9 +123,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", type=int, default=None, help="rerun model I of this seed only")
     ap.add_argument("--shrink-budget", type=int, default=40, help="checks per failure class")
+    ap.add_argument("--jsonl", type=Path, default=None, help="also write one line per model")
     args = ap.parse_args()
     _load("conftest")  # this machine's torchvision quirk, as in the test suite
-    r = run(args.n, args.seed, args.only, args.shrink_budget, (0.3, 0.7), (0, 1))
+    with open(args.jsonl, "w") if args.jsonl else contextlib.nullcontext() as log:
+        r = run(args.n, args.seed, args.only, args.shrink_budget, (0.3, 0.7), (0, 1), log)
     text = report(r)
     print(text)
     if args.only is None:

@@ -287,7 +287,8 @@ def _failed(stage: str, exc: BaseException, where: str = "") -> Outcome:
     tb = traceback.extract_tb(exc.__traceback__)
     ours = [f for f in tb if "/trainonce/" in f.filename]
     at = f" at {ours[-1].filename.split('/trainonce/')[-1]}:{ours[-1].name}" if ours else ""
-    text = f"{type(exc).__name__}: {str(exc).strip()[:400]}"
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0][:400] if lines else ''}"
     return Outcome("failed", signature(stage, exc), f"{where}{at}: {text}".strip(": "))
 
 
