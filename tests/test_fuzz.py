@@ -20,7 +20,7 @@ def test_each_family_alone(name):
 
 
 @pytest.mark.slow
-@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+@settings(max_examples=30, deadline=None, derandomize=True, database=None,
           phases=(Phase.explicit, Phase.generate), report_multiple_bugs=False,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(spec=FM.specs(max_blocks=5))
