@@ -14,17 +14,17 @@ from torch import nn
 State = tuple
 
 
-def _divisors(n: int) -> list[int]:
+def divisors(n: int) -> list[int]:
     return [d for d in range(2, n + 1) if n % d == 0]
 
 
-def _act(v: int) -> nn.Module:
+def act(v: int) -> nn.Module:
     return [nn.ReLU(), nn.GELU(), nn.SiLU(), nn.Identity()][v % 4]
 
 
 def cbr(cin: int, cout: int, k: int = 3, groups: int = 1, bn: bool = True, v: int = 0):
     layers = [nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups)]
-    return nn.Sequential(*layers, *([nn.BatchNorm2d(cout)] if bn else []), _act(v))
+    return nn.Sequential(*layers, *([nn.BatchNorm2d(cout)] if bn else []), act(v))
 
 
 def to_tokens(x: torch.Tensor) -> torch.Tensor:
@@ -36,6 +36,8 @@ def to_map(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 class Block(nn.Module):
+    """A random block; ``out`` is the state of its output."""
+
     out: State
 
 
@@ -54,7 +56,7 @@ class Residual(Block):
     def __init__(self, s, c, v, j):
         super().__init__()
         self.f = nn.Sequential(cbr(s[1], c), cbr(c, s[1], v=3))
-        self.post = _act(v)
+        self.post = act(v)
         self.out = s
 
     def forward(self, x):
@@ -113,8 +115,8 @@ class Depthwise(Block):
 class Grouped(Block):
     def __init__(self, s, c, v, j):
         super().__init__()
-        ds = _divisors(s[1]) or [1]
-        g = ds[v % len(ds)] if ds[0] < s[1] or v % 2 else ds[0]
+        ds = divisors(s[1]) or [1]
+        g = ds[v % len(ds)]  # the largest divisor, C itself, makes it depthwise
         cout = max(g, c // g * g)
         self.f = cbr(s[1], cout, groups=g)
         self.out = ("img", cout) + s[2:]
@@ -148,7 +150,7 @@ class Shuffle(Block):
 
     def __init__(self, s, c, v, j):
         super().__init__()
-        ds = [d for d in _divisors(s[1]) if d < s[1]] or [1]
+        ds = [d for d in divisors(s[1]) if d < s[1]] or [1]
         self.g, self.v, self.c = ds[j % len(ds)], v % 3, s[1]
         self.conv = cbr(s[1], s[1], groups=self.g)
         self.shuffle = nn.ChannelShuffle(self.g)
@@ -302,7 +304,7 @@ class Strided(Block):
 class ConvT(Block):
     def __init__(self, s, c, v, j):
         super().__init__()
-        ds = _divisors(s[1])
+        ds = divisors(s[1])
         g = ds[j % len(ds)] if v % 2 and ds else 1
         cout = max(g, c // g * g)
         self.stride = 1 + (v // 2) % 2

@@ -11,6 +11,7 @@ import random
 import re
 import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import fuzz_blocks as B
@@ -298,23 +299,25 @@ def check_spec(spec: Spec, **kw) -> Outcome:
     return check(model, example, second, **kw)
 
 
-def shrink(spec: Spec, same, budget: int = 60) -> Spec:
-    """Drop blocks, skips and knobs while ``same(outcome)`` holds (greedy, ``budget`` checks)."""
-    def still(s: Spec) -> bool:
-        nonlocal budget
-        budget -= 1
-        return budget >= 0 and same(check_spec(s))
+def shrink(spec: Spec, same: Callable[[Outcome], bool], budget: int = 40) -> Spec:
+    """Greedily drop blocks, or their skips, while ``same(check_spec(smaller))`` holds; at most
+    ``budget`` checks."""
+    def smaller(blocks: tuple):
+        for i in reversed(range(len(blocks))):
+            yield blocks[:i] + blocks[i + 1:]
+            if blocks[i][4]:
+                yield blocks[:i] + (blocks[i][:4] + ("", 0),) + blocks[i + 1:]
 
-    changed = True
-    while changed and budget > 0:
-        changed = False
-        for i in reversed(range(len(spec.blocks))):
-            for cand in (spec.blocks[:i] + spec.blocks[i + 1:],
-                         spec.blocks[:i] + (spec.blocks[i][:4] + ("", 0),) + spec.blocks[i + 1:]):
-                if cand != spec.blocks and i < len(spec.blocks) and still(replace(spec,
-                                                                                  blocks=cand)):
-                    spec, changed = replace(spec, blocks=cand), True
-                    break
+    improved = True
+    while improved and budget > 0:
+        improved = False
+        for blocks in smaller(spec.blocks):
+            if budget <= 0:
+                break
+            budget -= 1
+            if same(check_spec(replace(spec, blocks=blocks))):
+                spec, improved = replace(spec, blocks=blocks), True
+                break
     return spec
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from fuzz_blocks import Block, _act, _divisors, cbr, to_map, to_tokens
+from fuzz_blocks import Block, act, cbr, divisors, to_map, to_tokens
 from torch import nn
 
 
@@ -37,7 +37,7 @@ class Attention(_TokenResidual):
     def __init__(self, s, c, v, j):
         super().__init__(s)
         D = _dim(s)
-        ds = [d for d in _divisors(D) if d < D] or [1]
+        ds = [d for d in divisors(D) if d < D] or [1]
         self.num_heads = ds[j % len(ds)]
         self.head_dim = D // self.num_heads
         self.h, self.hd = self.num_heads, self.head_dim
@@ -67,7 +67,7 @@ class MHA(_TokenResidual):
     def __init__(self, s, c, v, j):
         super().__init__(s)
         D = _dim(s)
-        ds = [d for d in _divisors(D) if d < D] or [1]
+        ds = [d for d in divisors(D) if d < D] or [1]
         self.attn = nn.MultiheadAttention(D, ds[j % len(ds)], batch_first=True)
 
     def mix(self, t):
@@ -78,7 +78,7 @@ class MHA(_TokenResidual):
 class SeqLinear(Block):
     def __init__(self, s, c, v, j):
         super().__init__()
-        self.f = nn.Sequential(nn.Linear(s[2], c), _act(v))
+        self.f = nn.Sequential(nn.Linear(s[2], c), act(v))
         self.out = ("seq", s[1], c)
 
     def forward(self, x):
@@ -93,7 +93,7 @@ class Mlp(Block):
     def __init__(self, s, c, v, j):
         super().__init__()
         D = s[2]
-        self.f = nn.Sequential(_norm(v, D), nn.Linear(D, 2 * c), _act(v >> 2), nn.Linear(2 * c, D))
+        self.f = nn.Sequential(_norm(v, D), nn.Linear(D, 2 * c), act(v >> 2), nn.Linear(2 * c, D))
         self.out = s
 
     def forward(self, x):
