@@ -271,7 +271,7 @@ def _one_cut(model, space, example, second, sparsity, seed, kinds) -> Outcome | 
         refs = [_run(model, example), _run(model, second)]
         stage = "construct_subnet"
         slim = trainonce.construct_subnet(model, space)
-        kind = getattr(slim, "trainonce_recipe", {}).get("kind", "?")
+        kind = getattr(getattr(slim, "trainonce_recipe", None), "kind", "?")
         kinds.append(kind)
         for name, x, ref in zip(("example", "second input"), (example, second), refs):
             stage = f"slim on {name} ({kind})"
