@@ -7,6 +7,7 @@ optimizer that zeroes whole groups while training -> exact slim sub-network (`co
 from .graph.registry import register_rule
 from .io import load, save
 from .optim import DHSPG, HESSO, HESSOCRIC, HSPG
+from .runs import load_run
 from .space import Group, Member, SearchSpace
 from .space.build import NothingPrunableError, analyze
 from .subnet import SubnetMismatchError, construct_subnet
@@ -29,6 +30,7 @@ __all__ = [
     "analyze",
     "construct_subnet",
     "load",
+    "load_run",
     "register_rule",
     "save",
 ]
