@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.machinery
 import importlib.util
 import os
 import sys
 from collections.abc import Callable
+from importlib.machinery import PathFinder
 from pathlib import Path
 from types import ModuleType
 
@@ -49,19 +49,27 @@ def _load_file(path: Path, spec: str) -> ModuleType:
 
 def _import(mod_name: str, spec: str) -> ModuleType:
     top = mod_name.partition(".")[0]
-    if top not in sys.modules:
-        # `python -m` semantics: the current directory comes first; found there, the top-level
-        # module or package is loaded from it and its submodules follow its __path__
-        local = importlib.machinery.PathFinder.find_spec(top, [os.getcwd()])
-        if local is not None:  # a namespace package (a folder without __init__.py) included
-            _exec(importlib.util.module_from_spec(local), top, spec)
+    # `python -m` semantics: a module or regular package in the current directory comes first;
+    # a plain folder there (a namespace package) only when no installed package has the name
+    local = None if top in sys.modules else PathFinder.find_spec(top, [os.getcwd()])
+    namespace = local is not None and local.origin is None
+    if local is not None and not namespace:
+        _exec(importlib.util.module_from_spec(local), top, spec)
     try:
         return importlib.import_module(mod_name)
     except ImportError as exc:
-        raise ValueError(
-            f"cannot import module '{mod_name}' of '{spec}': {exc} (modules are looked up in "
-            f"the current directory {Path.cwd()} and on sys.path; a file can be named as "
-            "path/to/file.py:function)") from exc
+        error = exc
+    if namespace and top not in sys.modules:
+        _exec(importlib.util.module_from_spec(local), top, spec)
+        try:
+            return importlib.import_module(mod_name)
+        except ImportError as exc:
+            del sys.modules[top]
+            error = exc
+    raise ValueError(
+        f"cannot import module '{mod_name}' of '{spec}': {error} (modules are looked up in "
+        f"the current directory {Path.cwd()} and on sys.path; a file can be named as "
+        "path/to/file.py:function)") from error
 
 
 def _exec(mod: ModuleType, name: str, spec: str) -> ModuleType:

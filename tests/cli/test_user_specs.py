@@ -59,6 +59,19 @@ def test_module_spec_found_in_current_directory(project):
     assert sys.path == before
 
 
+def test_plain_folder_in_current_directory_does_not_shadow_an_installed_package(
+        project, tmp_path_factory, monkeypatch):
+    site = tmp_path_factory.mktemp("site")
+    (site / "shadowpkg").mkdir()
+    (site / "shadowpkg" / "__init__.py").write_text("def f():\n    return 'installed'\n")
+    (project / "shadowpkg").mkdir()  # e.g. a data folder that happens to have the name
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        assert resolve_callable("shadowpkg:f")() == "installed"
+    finally:
+        sys.modules.pop("shadowpkg", None)
+
+
 @pytest.mark.parametrize(("spec", "message"), [
     ("models/missing.py:net", "no file models/missing.py"),
     ("models/net.py:nope", "has no callable 'nope'"),
