@@ -4,6 +4,7 @@ Pipeline: trace (`torch.export`) -> search space of zero-invariant groups (`anal
 optimizer that zeroes whole groups while training -> exact slim sub-network (`construct_subnet`).
 """
 
+from . import hf  # trainonce.hf.save_pretrained / from_pretrained (transformers on demand)
 from .graph.registry import register_rule
 from .io import load, save
 from .optim import DHSPG, HESSO, HESSOCRIC, HSPG
@@ -28,6 +29,7 @@ __all__ = [
     "TraceError",
     "__version__",
     "analyze",
+    "hf",
     "construct_subnet",
     "load",
     "load_run",

@@ -20,8 +20,7 @@ def train(out, max_steps=24, resume=None):
 
     model = bert()
     example = {"input_ids": torch.randint(0, 64, (2, 8))}
-    callback = TrainOnceCallback(example, optimizer="hesso", target_flops=0.5,
-                                 variant="adamw", weight_decay=0.0)
+    callback = TrainOnceCallback(example, optimizer="hesso", target_flops=0.5, variant="adamw")
     args = TrainingArguments(output_dir=str(out), max_steps=max_steps, learning_rate=1e-2,
                              per_device_train_batch_size=16, logging_steps=4, save_steps=12,
                              report_to="none", use_cpu=True, disable_tqdm=True, seed=0)
@@ -43,6 +42,8 @@ def test_optimizer_is_the_trainers_and_sized_by_its_step_count(whole):
     _, trainer, callback, _ = whole
     assert trainer.optimizer.optimizer is callback.pruning.opt  # accelerate's wrapper around it
     assert callback.pruning.opt.schedule.total == 24 == trainer.state.max_steps
+    group = callback.pruning.opt.param_groups[0]
+    assert group["weight_decay"] == trainer.args.weight_decay  # the Trainer's, by default
 
 
 def test_logs_carry_sparsity_and_flops(whole):
@@ -74,6 +75,19 @@ def test_resume_from_checkpoint_is_bit_exact(whole, tmp_path):
     full = dict(trainer.model.named_parameters())
     for name, p in again.model.named_parameters():
         assert torch.equal(p, full[name]), name
+
+
+def test_plain_trainer_with_the_callback_is_refused(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    from trainonce.integrations.transformers import TrainOnceCallback
+
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=3, report_to="none",
+                             use_cpu=True, disable_tqdm=True)
+    trainer = Trainer(model=bert(), args=args, train_dataset=MarkerDataset(8),
+                      callbacks=[TrainOnceCallback({"input_ids": torch.zeros(1, 8).long()})])
+    with pytest.raises(RuntimeError, match="TrainOnceTrainer"):
+        trainer.train()
 
 
 def test_optimizer_passed_by_hand_is_refused():

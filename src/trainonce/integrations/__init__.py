@@ -26,17 +26,16 @@ class Pruning:
     opt: Any = None
     slim: nn.Module | None = None
 
-    def build(self, model: nn.Module, total_steps: int, lr: float | None = None):
-        """Analyze ``model`` and make the optimizer for ``total_steps`` optimizer steps."""
+    def build(self, model: nn.Module, total_steps: int, **defaults: Any):
+        """Analyze ``model`` and make the optimizer for ``total_steps`` optimizer steps;
+        ``defaults`` (the loop's own lr, weight decay) apply where the user gave none."""
         import trainonce
         from trainonce.optim.registry import optimizer_class
 
         if total_steps < 1:
             raise ValueError(f"the training loop reports {total_steps} optimizer steps; "
                              "trainonce needs a known, positive step count (set max_steps)")
-        kwargs = dict(self.optimizer_kwargs)
-        if lr is not None:
-            kwargs.setdefault("lr", lr)
+        kwargs = {**defaults, **self.optimizer_kwargs}
         self.space = trainonce.analyze(model, self.example_inputs)
         self.opt = optimizer_class(self.optimizer)(self.space, total_steps=total_steps, **kwargs)
         return self.opt

@@ -22,7 +22,8 @@ class TrainOnceCallback(TrainerCallback):
     (default ``<output_dir>/slim``, via `trainonce.save`) and keeps it as ``self.slim``.
 
     ``optimizer_kwargs`` go to the optimizer (``target_flops=0.5``, ``variant="adamw"``, ...);
-    ``lr`` defaults to the Trainer's ``learning_rate``, ``total_steps`` is the Trainer's."""
+    ``lr`` and ``weight_decay`` default to the Trainer's ``learning_rate`` and ``weight_decay``;
+    ``total_steps`` is the Trainer's step count."""
 
     def __init__(self, example_inputs: Any, optimizer: str = "hesso",
                  slim_dir: str | os.PathLike | None = None, **optimizer_kwargs: Any) -> None:
@@ -74,7 +75,8 @@ class TrainOnceTrainer(Trainer):
             # transformers 5 sets state.max_steps before creating the optimizer
             steps = self._trainonce_steps or self.state.max_steps
             net = self.model if model is None else model
-            self.optimizer = self.trainonce.pruning.build(net, steps, self.args.learning_rate)
+            self.optimizer = self.trainonce.pruning.build(
+                net, steps, lr=self.args.learning_rate, weight_decay=self.args.weight_decay)
         return self.optimizer
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
