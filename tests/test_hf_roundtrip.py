@@ -23,18 +23,19 @@ def uneven_slim(name):
     zero = torch.zeros(space.num_zigs, dtype=torch.bool)
     for g in space.groups:
         if g.prunable and g.size >= 2:
-            k = 1 if re.search(r"layers?\.0\.", g.name) else g.size // 2
+            k = 1 if re.search(r"\b(layers?|h)\.0\.", g.name) else g.size // 2
             zero[g.offset:g.offset + k] = True
     space.set_zero(zero)
     return model.eval(), inputs, trainonce.construct_subnet(model, space).eval()
 
 
 def mlp_widths(model):
-    return [m.out_features for n, m in model.named_modules()
-            if n.endswith(("intermediate.dense", "mlp.up_proj"))]
+    return [m.weight.shape[-1] if n.endswith("c_fc") else m.out_features
+            for n, m in model.named_modules()
+            if n.endswith(("intermediate.dense", "mlp.up_proj", "mlp.c_fc"))]
 
 
-@pytest.mark.parametrize("name", ["bert", "llama"])
+@pytest.mark.parametrize("name", ["bert", "gpt2", "llama"])  # gpt2: tied lm_head
 def test_uneven_widths_round_trip(name, tmp_path):
     model, inputs, slim = uneven_slim(name)
     widths = mlp_widths(slim)
@@ -49,7 +50,7 @@ def test_uneven_widths_round_trip(name, tmp_path):
         assert torch.allclose(got, model(**inputs)[0], atol=1e-5)
     cut = json.loads((tmp_path / "slim" / "config.json").read_text())["trainonce"]
     assert cut["load_with"] == "trainonce.hf.from_pretrained(path)"
-    up = next(k for k in cut["layer_sizes"] if re.search(r"\.0\..*(intermediate|up_proj)", k))
+    up = next(k for k in cut["layer_sizes"] if re.search(r"\.0\..*(intermediate|up_proj|c_fc)", k))
     assert cut["layer_sizes"][up] == {"0": widths[0]}
 
 
