@@ -24,7 +24,7 @@ def fit(root, ckpt_path=None):
     # --- docs: lightning ---
     import lightning as L
     from torch.nn import functional as F
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, TensorDataset
 
     from trainonce.integrations.lightning import TrainOnceCallback, trainonce_optimizer
 
@@ -40,7 +40,9 @@ def fit(root, ckpt_path=None):
         def configure_optimizers(self):
             return trainonce_optimizer(self)  # sized by trainer.estimated_stepping_batches
 
-    train = load_data("digits").train
+    x, y = load_data("digits").train.tensors  # sorted by class: shuffle once, the same each run
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    train = TensorDataset(x[order], y[order])
     callback = TrainOnceCallback(torch.randn(1, 1, 8, 8), optimizer="hesso", lr=0.05,
                                  target_flops=0.5)
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", default_root_dir=root,
@@ -118,3 +120,11 @@ def test_module_without_the_optimizer_is_refused(tmp_path):
     data = torch.utils.data.TensorDataset(torch.randn(8, 1, 8, 8), torch.zeros(8).long())
     with pytest.raises(RuntimeError, match="trainonce_optimizer"):
         trainer.fit(Plain(), torch.utils.data.DataLoader(data, batch_size=4))
+
+
+def test_slim_model_learned_the_task(whole):
+    test = load_data("digits").test
+    x, y = test.tensors
+    with torch.no_grad():
+        acc = (whole[4](x).argmax(1) == y).float().mean()
+    assert acc > 0.5
