@@ -4,9 +4,11 @@ Pipeline: trace (`torch.export`) -> search space of zero-invariant groups (`anal
 optimizer that zeroes whole groups while training -> exact slim sub-network (`construct_subnet`).
 """
 
+from . import hf  # trainonce.hf.save_pretrained / from_pretrained (transformers on demand)
 from .graph.registry import register_rule
 from .io import load, save
 from .optim import DHSPG, HESSO, HESSOCRIC, HSPG
+from .runs import load_run
 from .space import Group, Member, SearchSpace
 from .space.build import NothingPrunableError, analyze
 from .subnet import SubnetMismatchError, construct_subnet
@@ -27,8 +29,10 @@ __all__ = [
     "TraceError",
     "__version__",
     "analyze",
+    "hf",
     "construct_subnet",
     "load",
+    "load_run",
     "register_rule",
     "save",
 ]

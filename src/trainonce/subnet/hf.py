@@ -5,6 +5,17 @@ from __future__ import annotations
 
 from torch import nn
 
+FULL_SIZES = "trainonce_full_sizes"  # config attribute: the values a cut replaced
+
+
+def _set(config, key: str, value: int) -> None:
+    """Set a config size, remembering the full model's value (`trainonce.hf.save_pretrained`
+    writes the full config, so the cut can be applied again on reload)."""
+    full = dict(getattr(config, FULL_SIZES, None) or {})
+    full.setdefault(key, getattr(config, key))
+    setattr(config, FULL_SIZES, full)
+    setattr(config, key, value)
+
 
 def _uniform(values: list[int]) -> int | None:
     return values[0] if values and all(v == values[0] for v in values) else None
@@ -21,10 +32,11 @@ def update_hf_config(model: nn.Module) -> list[str]:
     if widths and hasattr(config, "intermediate_size"):
         w = _uniform(widths)
         if w is not None:
-            config.intermediate_size = w
+            _set(config, "intermediate_size", w)
         else:
             notes.append(f"MLP widths differ per layer ({min(widths)}..{max(widths)}); "
-                         "config.intermediate_size left as is: reload with trainonce.load")
+                         "config.intermediate_size left as is: reload with trainonce.load or "
+                         "trainonce.hf.from_pretrained")
     heads = []
     for m in model.modules():
         q = getattr(m, "q_proj", None) or getattr(m, "query", None)
@@ -36,10 +48,11 @@ def update_hf_config(model: nn.Module) -> list[str]:
         h = _uniform([a for a, _ in heads])
         kvh = _uniform([b for _, b in heads])
         if h is not None and getattr(config, "head_dim", None):
-            config.num_attention_heads = h
+            _set(config, "num_attention_heads", h)
             if getattr(config, "num_key_value_heads", None) is not None and kvh:
-                config.num_key_value_heads = kvh
+                _set(config, "num_key_value_heads", kvh)
         else:
             notes.append("config.num_attention_heads left as is (heads differ per layer, or the "
-                         "config derives head size from it): reload with trainonce.load")
+                         "config derives head size from it): reload with trainonce.load or "
+                         "trainonce.hf.from_pretrained")
     return notes
