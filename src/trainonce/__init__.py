@@ -6,7 +6,7 @@ optimizer that zeroes whole groups while training -> exact slim sub-network (`co
 
 from .graph.registry import register_rule
 from .io import load, save
-from .optim import DHSPG, HESSO, HESSOCRIC, HSPG
+from .optim import ATO, DHSPG, HESSO, HESSOCRIC, HSPG
 from .space import Group, Member, SearchSpace
 from .space.build import NothingPrunableError, analyze
 from .subnet import SubnetMismatchError, construct_subnet
@@ -15,6 +15,7 @@ from .trace import TraceError
 __version__ = "0.1.0"
 
 __all__ = [
+    "ATO",
     "DHSPG",
     "HESSO",
     "HESSOCRIC",
