@@ -39,7 +39,7 @@ class ATO(ZigOptimizer):
 
     ``target_flops`` or ``target_params`` (share to KEEP) is required. Under DDP the mask is
     rank 0's (``sync_masks``). Other arguments: ``gate_bias`` (b = 3), ``tau`` (0.4),
-    ``seed`` (controller init and Gumbel noise), plus the common ones of `ZigOptimizer`.
+    ``controller_seed`` (controller init and Gumbel noise), plus the common ones of `ZigOptimizer`.
     """
 
     needs_loss_fn = True
@@ -58,7 +58,7 @@ class ATO(ZigOptimizer):
         lambdas: tuple[float, float] = (10.0, 1000.0),
         gate_bias: float = 3.0,
         tau: float = 0.4,
-        seed: int = 0,
+        controller_seed: int = 0,
         **common: Any,
     ) -> None:
         if loss_fn is None or not callable(loss_fn):
@@ -77,12 +77,12 @@ class ATO(ZigOptimizer):
         self.resource_weight, self.resource_margin = resource_weight, resource_margin
         self.lambdas, self.gate_bias, self.tau = tuple(lambdas), gate_bias, tau
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.controller = Controller(space, seed=seed)
+            torch.manual_seed(controller_seed)
+            self.controller = Controller(space, seed=controller_seed)
         self.ctl_opt = torch.optim.AdamW(
             self.controller.parameters(), lr=controller_lr, weight_decay=controller_weight_decay
         )
-        self.gen = torch.Generator().manual_seed(seed)
+        self.gen = torch.Generator().manual_seed(controller_seed)
         self.applier = MaskApplier(space)
         _, fixed = kept_share(space, self.target.kind, torch.ones(space.num_zigs))
         self.share_target = (self.target.value - fixed) / (1.0 - fixed)
