@@ -76,9 +76,7 @@ class ATO(ZigOptimizer):
         self.controller_every = controller_every or max(1, phase // 200)
         self.resource_weight, self.resource_margin = resource_weight, resource_margin
         self.lambdas, self.gate_bias, self.tau = tuple(lambdas), gate_bias, tau
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(controller_seed)
-            self.controller = Controller(space, seed=controller_seed)
+        self.controller = Controller(space, seed=controller_seed)
         self.ctl_opt = torch.optim.AdamW(
             self.controller.parameters(), lr=controller_lr, weight_decay=controller_weight_decay
         )
@@ -185,7 +183,7 @@ class ATO(ZigOptimizer):
         logits = self.controller().double()
         soft = torch.sigmoid((logits + self.gate_bias) / self.tau)
         soft = torch.where(self.prunable, soft, torch.ones_like(soft))
-        dense = self.space.flops()
+        dense = self.space.flops() or float("nan")  # hand-built spaces may have no FLOPs
         out["controller_loss"] = self.controller_loss
         out["soft_flops_kept"] = float(self.space.costs.soft("flops", soft)) / dense
         out["hard_flops_kept"] = self.space.flops(self.mask) / dense

@@ -37,7 +37,9 @@ class Controller(nn.Module):
         self.register_buffer("zig", zig)
         self.register_buffer("block", block)
         self.num_zigs = space.num_zigs
-        self.gru = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=True)
+        with torch.random.fork_rng(devices=[]):  # GRU init seeded, global RNG untouched
+            torch.manual_seed(seed)
+            self.gru = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=True)
         self.norm = nn.LayerNorm(2 * hidden)
         bound = 1.0 / math.sqrt(2 * hidden)  # nn.Linear's default init for each head
         heads = torch.empty(zig.numel(), 2 * hidden).uniform_(-bound, bound, generator=gen)
