@@ -119,3 +119,16 @@ def test_clear_errors():
         ATO(space, target_group_sparsity=0.5, total_steps=50, loss_fn=lambda: 0)
     with pytest.raises(ValueError, match="pruning_periods"):
         ATO(space, target_flops=0.5, total_steps=50, loss_fn=lambda: 0, pruning_periods=3)
+
+
+def test_cli_builds_ato_with_its_loss_fn():
+    from trainonce.cli.setup import RunConfig, build_optimizer
+
+    model, space, _ = _run()
+    xh, yh = toy_batch(-2, 32)
+    loss_fn = lambda: F.cross_entropy(model(xh), yh)  # noqa: E731
+    opt = build_optimizer(RunConfig(optimizer="ato", target=0.4), space, 50, loss_fn)
+    assert type(opt) is ATO and opt.loss_fn is loss_fn and opt.target.value == 0.4
+    assert (opt.schedule.start, opt.schedule.end) == (5, 25)
+    with pytest.raises(ValueError, match="target_flops or target_params"):
+        build_optimizer(RunConfig(optimizer="ato", target_kind="sparsity"), space, 50, loss_fn)
