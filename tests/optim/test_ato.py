@@ -132,3 +132,24 @@ def test_cli_builds_ato_with_its_loss_fn():
     assert (opt.schedule.start, opt.schedule.end) == (5, 25)
     with pytest.raises(ValueError, match="target_flops or target_params"):
         build_optimizer(RunConfig(optimizer="ato", target_kind="sparsity"), space, 50, loss_fn)
+
+
+def test_proximal_step_is_the_group_soft_threshold():
+    model, space, opt = _run()
+    g = next(g for g in space.groups if g.prunable and g.size == 32)  # conv3 -> fc channels
+    off = torch.zeros(space.num_zigs, dtype=torch.bool)
+    off[g.offset : g.offset + 8] = True  # a quarter of the group: r = 0.25
+    opt.mask = ~off
+    before = space.zig_sq_norms().sqrt()
+    step = float(before[off].min()) * 4 * 1.001  # r = 0.25: shrinks the smallest past zero
+    untouched = {n: p.detach().clone() for n, p in model.named_parameters() if "conv3" not in n
+                 and "bn3" not in n and "fc" not in n}
+    opt._proximal(step)
+    after = space.zig_sq_norms().sqrt()
+    want = (before - step * 0.25).clamp(min=0)
+    assert torch.allclose(after[off], want[off], rtol=1e-5, atol=1e-7)
+    assert bool((after[off] == 0).any()) and bool((after[off] > 0).any())
+    assert torch.allclose(after[g.offset + 8 : g.offset + 32], before[g.offset + 8 : g.offset + 32])
+    for n, p in model.named_parameters():
+        if n in untouched:
+            assert torch.equal(p, untouched[n]), n

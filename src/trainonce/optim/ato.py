@@ -145,6 +145,7 @@ class ATO(ZigOptimizer):
         if t == s.end - 1:
             self._freeze()
 
+    @torch.no_grad()
     def _proximal(self, step: float) -> None:
         off = ~self.mask & self.prunable & ~self.zero
         if not bool(off.any()) or step <= 0:
@@ -153,10 +154,15 @@ class ATO(ZigOptimizer):
         share = torch.zeros(int(gid.max()) + 1, dtype=torch.float64)
         share.index_add_(0, gid, off.double())
         share /= torch.bincount(gid).double()
-        norm = self.space.zig_sq_norms().cpu().sqrt()
+        touched = self._touching(off)
+        sq = torch.zeros(self.view.num_zigs + 1, dtype=torch.float64, device=self._device())
+        for i in touched:  # the off ZIGs' norms over all of their slices: one pass per param
+            x = self._params[i]
+            self.view.add_sq(sq, i, x, self._scratch.get(x, 2))
+        norm = sq[:-1].cpu().sqrt()
         shrink = (norm - step * share[gid]).clamp(min=0) / norm.clamp(min=1e-30)
         factor = ext(torch.where(off, shrink, torch.ones_like(shrink)), 1.0)
-        for i in self._touching(off):
+        for i in touched:
             p = self._params[i]
             self.view.factors(i, p, factor).mul_(p)
 
