@@ -7,7 +7,7 @@ optimizer that zeroes whole groups while training -> exact slim sub-network (`co
 from . import hf  # trainonce.hf.save_pretrained / from_pretrained (transformers on demand)
 from .graph.registry import register_rule
 from .io import load, save
-from .optim import DHSPG, HESSO, HESSOCRIC, HSPG
+from .optim import ATO, DHSPG, HESSO, HESSOCRIC, HSPG
 from .runs import load_run
 from .space import Group, Member, SearchSpace
 from .space.build import NothingPrunableError, analyze
@@ -17,6 +17,7 @@ from .trace import TraceError
 __version__ = "0.1.0"
 
 __all__ = [
+    "ATO",
     "DHSPG",
     "HESSO",
     "HESSOCRIC",
@@ -29,8 +30,8 @@ __all__ = [
     "TraceError",
     "__version__",
     "analyze",
-    "hf",
     "construct_subnet",
+    "hf",
     "load",
     "load_run",
     "register_rule",

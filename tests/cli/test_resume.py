@@ -30,11 +30,13 @@ def _assert_same(a, b, where=""):
         assert a == b, where
 
 
-def test_resume_is_bit_exact(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("optimizer", [[], ["--optimizer", "ato"]])
+def test_resume_is_bit_exact(tmp_path, monkeypatch, capsys, optimizer):
     """Default cosine LR, a model with dropout, stopped mid-epoch: the resumed run ends with
-    the very weights, optimizer state and losses of the uninterrupted one."""
+    the very weights, optimizer state and losses of the uninterrupted one (ATO: stopped in its
+    controller phase, steps 1..3 of 8)."""
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    argv = ["run", *COMMON, "--no-progress"]
+    argv = ["run", *COMMON, *optimizer, "--no-progress"]
     assert main([*argv, "--data", "datafns:small_digits", "--out", str(whole)]) == 0
     monkeypatch.delenv("TRAINONCE_TEST_INTERRUPTED", raising=False)
     monkeypatch.setenv("TRAINONCE_TEST_AT", "3")

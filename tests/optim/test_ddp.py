@@ -11,7 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from runs import make_run, toy_batch
 
-from trainonce.optim import DHSPG, HESSO, HESSOCRIC
+from trainonce.optim import ATO, DHSPG, HESSO, HESSOCRIC
 
 
 def _free_port() -> int:
@@ -25,7 +25,7 @@ def _worker(rank: int, world: int, port: int, out: str, cls_name: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        cls = {"HESSO": HESSO, "DHSPG": DHSPG, "HESSOCRIC": HESSOCRIC}[cls_name]
+        cls = {"HESSO": HESSO, "DHSPG": DHSPG, "HESSOCRIC": HESSOCRIC, "ATO": ATO}[cls_name]
         kw = dict(
             lr=0.05,
             target_flops=0.5,
@@ -34,7 +34,11 @@ def _worker(rank: int, world: int, port: int, out: str, cls_name: str) -> None:
             pruning_steps=6,
             pruning_periods=3,
         )
-        if cls is HESSOCRIC:  # a rank-dependent loss_fn: selection must still agree
+        if cls is ATO:  # controller phase: steps 1..5; controllers differ by rank
+            kw = dict(
+                lr=0.05, target_flops=0.5, total_steps=12, controller_every=1, controller_seed=rank
+            )
+        if cls in (HESSOCRIC, ATO):  # a rank-dependent loss_fn: selection must still agree
             xb, yb = toy_batch(-5 - rank, 16)
             kw["loss_fn"] = lambda: torch.nn.functional.cross_entropy(model(xb), yb)
         model, space, opt = make_run(cls, widths=(8, 8, 16), **kw)
@@ -49,7 +53,7 @@ def _worker(rank: int, world: int, port: int, out: str, cls_name: str) -> None:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("cls_name", ["HESSO", "DHSPG", "HESSOCRIC"])
+@pytest.mark.parametrize("cls_name", ["HESSO", "DHSPG", "HESSOCRIC", "ATO"])
 def test_ddp_two_gloo_ranks_identical(tmp_path, cls_name):
     if not dist.is_available():
         pytest.skip("torch.distributed not available")

@@ -10,6 +10,7 @@ from runs import make_run, train_steps
 
 from trainonce.cli.setup import RunConfig, build_optimizer
 from trainonce.optim import (
+    ATO,
     DHSPG,
     HESSO,
     HESSOCRIC,
@@ -38,8 +39,10 @@ def _space():
 
 
 def test_cli_names_map_to_classes():
-    assert OPTIMIZERS == {"hesso": HESSO, "hesso-cric": HESSOCRIC, "dhspg": DHSPG, "hspg": HSPG}
-    assert HESSOCRIC.needs_loss_fn and not any(
+    assert OPTIMIZERS == {
+        "hesso": HESSO, "hesso-cric": HESSOCRIC, "dhspg": DHSPG, "hspg": HSPG, "ato": ATO
+    }
+    assert HESSOCRIC.needs_loss_fn and ATO.needs_loss_fn and not any(
         c.needs_loss_fn for c in (HESSO, DHSPG, HSPG, ZigOptimizer)
     )
 

@@ -1,9 +1,10 @@
 """Optimizers that train a model and drive whole zero-invariant groups to exact zero in one run.
 
-`HESSO`, `HESSOCRIC`, `DHSPG`, `HSPG` are `torch.optim.Optimizer`s built on a `SearchSpace`;
+`HESSO`, `HESSOCRIC`, `DHSPG`, `HSPG`, `ATO` are `torch.optim.Optimizer`s built on a `SearchSpace`;
 `OPTIMIZERS` names them (``register_optimizer`` adds one).
 """
 
+from .ato import ATO
 from .base import ZigOptimizer
 from .dhspg import DHSPG
 from .hesso import HESSO
@@ -14,6 +15,7 @@ from .saliency import CRITERIA, ZigStats
 from .targets import Target
 
 __all__ = [
+    "ATO",
     "CRITERIA",
     "DHSPG",
     "HESSO",

@@ -4,6 +4,7 @@ optimizer is one `register_optimizer` call away from the command line.
 
 from __future__ import annotations
 
+from .ato import ATO
 from .base import ZigOptimizer
 from .dhspg import DHSPG
 from .hesso import HESSO
@@ -30,5 +31,11 @@ def optimizer_class(name: str) -> type[ZigOptimizer]:
     return OPTIMIZERS[name]
 
 
-for _name, _cls in (("hesso", HESSO), ("hesso-cric", HESSOCRIC), ("dhspg", DHSPG), ("hspg", HSPG)):
+for _name, _cls in (
+    ("hesso", HESSO),
+    ("hesso-cric", HESSOCRIC),
+    ("dhspg", DHSPG),
+    ("hspg", HSPG),
+    ("ato", ATO),
+):
     register_optimizer(_name, _cls)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from .slots import per_position
+from .slots import per_position, slot_index, with_slot
 
 if TYPE_CHECKING:
     from .search_space import ParamSlices
@@ -67,6 +67,23 @@ class _Table:
 
     def total(self, keep: torch.Tensor | None) -> float:
         return float(self.per_term(self.kept_lengths(keep)).sum())
+
+    def soft(self, mask: torch.Tensor) -> torch.Tensor:
+        """The cost as a differentiable function of a float mask ``[num_zigs]`` (1 = kept):
+        every kept length is the sum of its positions' mask values (1 outside prunable ZIGs).
+        Float64 on the mask's device; equal to `total` when the mask is 0/1."""
+        dev = mask.device
+        unit = self.unit.to(dev)
+        if self.zig.numel() == 0:
+            return unit.sum()
+        vals = with_slot(mask.to(torch.float64), 1.0)
+        kept = vals[slot_index(self.zig.to(dev), mask.numel())]
+        lengths = torch.zeros(self.length.numel(), dtype=torch.float64, device=dev).index_add(
+            0, self.pos_vec.to(dev), kept
+        )
+        ones = torch.ones(self.n_terms, dtype=torch.float64, device=dev)
+        prod = ones.scatter_reduce(0, self.vec_term.to(dev), lengths, reduce="prod")
+        return (unit * prod).sum()
 
     def marginal(self, num_zigs: int) -> torch.Tensor:
         """Cost each single ZIG removes from the dense model:
@@ -129,6 +146,11 @@ class CostModel:
 
     def marginal(self, kind: str, num_zigs: int) -> torch.Tensor:
         return self._tables[kind].marginal(num_zigs)
+
+    def soft(self, kind: str, mask: torch.Tensor) -> torch.Tensor:
+        """``kind`` ("flops"/"params") of a soft keep mask (float ``[num_zigs]``), differentiable
+        in the mask (products of the coupled groups' kept sums); exact for 0/1 masks."""
+        return self._tables[kind].soft(mask)
 
     def prunable_fraction(self, kind: str, prunable: torch.Tensor) -> float:
         return self._tables[kind].touched_fraction(prunable)

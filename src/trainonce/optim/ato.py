@@ -1,0 +1,233 @@
+"""ATO (Auto-Train-Once): a controller network learns which ZIGs to remove while the model
+trains; a group proximal step drives the masked-off ZIGs towards zero until the mask freezes.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..space import SearchSpace
+from .ato_budget import fit_budget
+from .ato_controller import Controller, eval_mask, train_mask
+from .ato_mask import MaskApplier, kept_share, resource_loss
+from .base import ZigOptimizer
+from .zigview import ext
+
+
+class ATO(ZigOptimizer):
+    """Auto-Train-Once over any analysed model.
+
+    ``loss_fn()`` returns a differentiable loss of ``space.model`` on held-out data (not the
+    training batch). Schedule, from ``total_steps`` T (or ``start_pruning_step`` S and
+    ``pruning_steps``): steps ``[0, S)`` (default S = 10% of T) are plain ``variant`` steps;
+    during the controller phase ``[S, E)`` (default E = T // 2) the controller takes one AdamW
+    step (``controller_lr`` 1e-3, ``controller_weight_decay`` 1e-2) every ``controller_every``
+    steps on ``loss_fn()`` (model in eval mode, its weights untouched, the controller's
+    straight-through Gumbel mask applied) plus ``resource_weight`` (4) times the resource loss
+    of the kept share of prunable FLOPs/params (margin ``resource_margin`` 0.005); every model
+    step there is the variant step, then the group proximal step on the ZIGs the controller's
+    noise-free mask turns off: ``w <- w * max(0, ||w|| - lr * lambda * r) / ||w||``, ``r`` the
+    share of the ZIG's group that is off, ``lambda = lambdas[0]`` (10) in the phase's first
+    half and ``lambdas[1]`` (1000) in its second. At step E-1 the mask freezes: it is
+    corrected to the budget (`fit_budget`: shortest removal prefix in the controller's logit
+    order; kept cost <= target, within 0.2% where one ZIG's size allows) and the removed ZIGs
+    are set to exactly zero and held (moments too) for the rest of training.
+
+    ``target_flops`` or ``target_params`` (share to KEEP) is required. Under DDP the mask is
+    rank 0's (``sync_masks``). Other arguments: ``gate_bias`` (b = 3), ``tau`` (0.4),
+    ``controller_seed`` (controller init and Gumbel noise), plus the common ones of `ZigOptimizer`.
+    """
+
+    needs_loss_fn = True
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        lr: float = 0.1,
+        *,
+        loss_fn: Callable[[], torch.Tensor] | None = None,
+        controller_every: int | None = None,
+        controller_lr: float = 1e-3,
+        controller_weight_decay: float = 1e-2,
+        resource_weight: float = 4.0,
+        resource_margin: float = 0.005,
+        lambdas: tuple[float, float] = (10.0, 1000.0),
+        gate_bias: float = 3.0,
+        tau: float = 0.4,
+        controller_seed: int = 0,
+        **common: Any,
+    ) -> None:
+        if loss_fn is None or not callable(loss_fn):
+            raise ValueError("ATO needs loss_fn: a callable returning the held-out loss")
+        if common.get("target_group_sparsity") is not None:
+            raise ValueError("ATO takes target_flops or target_params (a share to keep)")
+        _default_schedule(common)
+        super().__init__(space, lr, **common)
+        if controller_every is not None and controller_every < 1:
+            raise ValueError(f"controller_every must be >= 1, got {controller_every}")
+        if tau <= 0 or min(lambdas) < 0:
+            raise ValueError("need tau > 0 and lambdas >= 0")
+        self.loss_fn = loss_fn
+        phase = self.schedule.end - self.schedule.start
+        self.controller_every = controller_every or max(1, phase // 200)
+        self.resource_weight, self.resource_margin = resource_weight, resource_margin
+        self.lambdas, self.gate_bias, self.tau = tuple(lambdas), gate_bias, tau
+        self.controller = Controller(space, seed=controller_seed)
+        self.ctl_opt = torch.optim.AdamW(
+            self.controller.parameters(), lr=controller_lr, weight_decay=controller_weight_decay
+        )
+        self.gen = torch.Generator().manual_seed(controller_seed)
+        self.applier = MaskApplier(space)
+        _, fixed = kept_share(space, self.target.kind, torch.ones(space.num_zigs))
+        self.share_target = (self.target.value - fixed) / (1.0 - fixed)
+        self.mask = torch.ones(space.num_zigs, dtype=torch.bool)  # noise-free mask (CPU)
+        self.controller_loss = float("nan")
+        self.flips = 0
+        self._frozen = False
+
+    # ----- the controller ----------------------------------------------------------------
+    def _controller_step(self) -> None:
+        model = self.space.model
+        modes = {m: m.training for m in model.modules()}
+        model.eval()
+        try:
+            with torch.enable_grad():
+                logits = self.controller()
+                st, _ = train_mask(logits, self.gate_bias, self.tau, self.gen)
+                st = torch.where(self.prunable, st, torch.ones_like(st))
+                task = self.applier.run(st, self.loss_fn)
+                share, _ = kept_share(self.space, self.target.kind, st)
+                res = resource_loss(
+                    share, self.share_target, self.resource_weight, self.resource_margin
+                )
+                loss = task.to(res.device, res.dtype) + res
+                self.ctl_opt.zero_grad()
+                loss.backward()
+            self.ctl_opt.step()
+        finally:
+            for m, mode in modes.items():
+                m.train(mode)
+        self.controller_loss = float(loss.detach())
+        new = self._sync(self._noise_free())
+        self.flips += int((new != self.mask).sum())
+        self.mask = new
+
+    def _noise_free(self) -> torch.Tensor:
+        """The controller's deterministic mask; non-prunable ZIGs kept; every group keeps at
+        least its highest-logit ZIG."""
+        with torch.no_grad():
+            logits = self.controller().double()
+        keep = eval_mask(logits, self.gate_bias, self.tau) | ~self.prunable
+        n = int(self.pool.gid.max()) + 1
+        has = torch.zeros(n, dtype=torch.float64).scatter_reduce(
+            0, self.pool.gid, keep.double(), reduce="amax"
+        )
+        best = torch.full((n,), -float("inf"), dtype=torch.float64).scatter_reduce(
+            0, self.pool.gid, logits, reduce="amax"
+        )
+        rescue = (has[self.pool.gid] == 0) & (logits == best[self.pool.gid])
+        return keep | rescue
+
+    # ----- the model step ----------------------------------------------------------------
+    @torch.no_grad()
+    def _after_update(self, t: int) -> None:
+        s = self.schedule
+        if self._frozen or not s.start <= t < s.end:
+            return
+        if (t - s.start) % self.controller_every == 0:
+            self._controller_step()
+        lam = self.lambdas[0] if t < (s.start + s.end) // 2 else self.lambdas[1]
+        self._proximal(self.param_groups[0]["lr"] * lam)
+        if t == s.end - 1:
+            self._freeze()
+
+    @torch.no_grad()
+    def _proximal(self, step: float) -> None:
+        off = ~self.mask & self.prunable & ~self.zero
+        if not bool(off.any()) or step <= 0:
+            return
+        gid = self.pool.gid
+        share = torch.zeros(int(gid.max()) + 1, dtype=torch.float64)
+        share.index_add_(0, gid, off.double())
+        share /= torch.bincount(gid).double()
+        touched = self._touching(off)
+        sq = torch.zeros(self.view.num_zigs + 1, dtype=torch.float64, device=self._device())
+        for i in touched:  # the off ZIGs' norms over all of their slices: one pass per param
+            x = self._params[i]
+            self.view.add_sq(sq, i, x, self._scratch.get(x, 2))
+        norm = sq[:-1].cpu().sqrt()
+        shrink = (norm - step * share[gid]).clamp(min=0) / norm.clamp(min=1e-30)
+        factor = ext(torch.where(off, shrink, torch.ones_like(shrink)), 1.0)
+        for i in touched:
+            p = self._params[i]
+            self.view.factors(i, p, factor).mul_(p)
+
+    def _freeze(self) -> None:
+        with torch.no_grad():
+            logits = self.controller()
+        zero = fit_budget(
+            self.space, self.target.kind, self.target.value, logits, self.mask, self.zero,
+            self.pool,
+        )
+        zero = self._sync(zero)
+        self._make_zero(zero)
+        self.flips += int((self.mask != ~zero).sum())
+        self.mask = ~zero
+        self._frozen = True
+
+    def redundant_mask(self) -> torch.Tensor:
+        return self.zero | (~self.mask & self.prunable)
+
+    # ----- reporting and state -----------------------------------------------------------
+    @torch.no_grad()
+    def metrics(self) -> dict[str, float | int | str]:
+        out = super().metrics()
+        logits = self.controller().double()
+        soft = torch.sigmoid((logits + self.gate_bias) / self.tau)
+        soft = torch.where(self.prunable, soft, torch.ones_like(soft))
+        dense = self.space.flops() or float("nan")  # hand-built spaces may have no FLOPs
+        out["controller_loss"] = self.controller_loss
+        out["soft_flops_kept"] = float(self.space.costs.soft("flops", soft)) / dense
+        out["hard_flops_kept"] = self.space.flops(self.mask) / dense
+        out["mask_flips"] = self.flips
+        self.flips = 0
+        return out
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "ato_controller": copy.deepcopy(self.controller.state_dict()),
+            "ato_optimizer": copy.deepcopy(self.ctl_opt.state_dict()),
+            "ato_generator": self.gen.get_state(),
+            "ato_mask": self.mask.clone(),
+            "ato_scalars": torch.tensor(
+                [self.controller_loss, float(self.flips), float(self._frozen)],
+                dtype=torch.float64,
+            ),
+        }
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        self.controller.load_state_dict(extra["ato_controller"])
+        self.ctl_opt.load_state_dict(extra["ato_optimizer"])
+        self.gen.set_state(extra["ato_generator"])
+        self.mask = extra["ato_mask"].bool().cpu().clone()
+        loss, flips, frozen = extra["ato_scalars"].tolist()
+        self.controller_loss, self.flips, self._frozen = loss, int(flips), bool(frozen)
+
+
+def _default_schedule(common: dict[str, Any]) -> None:
+    """ATO's phases from ``total_steps``: warm-up 10%, controller phase to half of training."""
+    total = common.get("total_steps")
+    if total is None:
+        return  # the base class asks for it or for start_pruning_step + pruning_steps
+    if common.get("start_pruning_step") is None:
+        common["start_pruning_step"] = max(1, round(0.1 * total))
+    if common.get("pruning_steps") is None:
+        common["pruning_steps"] = max(1, total // 2 - common["start_pruning_step"])
+    if common.get("pruning_periods") is None:
+        common["pruning_periods"] = 1
+    if common["pruning_periods"] != 1:
+        raise ValueError("ATO has one controller phase: pruning_periods must be 1")

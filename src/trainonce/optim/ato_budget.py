@@ -1,0 +1,77 @@
+"""ATO's final budget correction: the controller's mask, cut or extended in the controller's own
+preference order until the exact kept FLOPs/params meet the target.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..space import SearchSpace
+from .targets import Pool, _cost_model, _protect_last, _shortest_prefix
+
+
+def fit_budget(
+    space: SearchSpace,
+    kind: str,
+    fraction: float,
+    logits: torch.Tensor,
+    keep: torch.Tensor,
+    already: torch.Tensor,
+    pool: Pool,
+    tol: float = 0.002,
+    refine: int = 128,
+) -> torch.Tensor:
+    """Bool ``[num_zigs]``: the ZIGs to zero so that the kept ``kind`` cost is at most
+    ``fraction`` of the dense one and, where one ZIG's granularity allows, within ``tol`` of it.
+
+    Removal order: ``already``, then the ZIGs the mask ``keep`` turns off from the most to the
+    least confident (ascending ``logits``), then the kept ones, again by ascending logit; every
+    group keeps its highest-logit ZIG. The shortest prefix of that order meeting the budget is
+    taken, so a mask already on budget is returned as it is (up to one ZIG), a mask over it is
+    extended and one under it gives back its least confident removals.
+    """
+    cost_fn, _, dense = _cost_model(space, kind)
+    budget, lower = fraction * dense, (fraction - tol) * dense
+    logits = logits.detach().double().cpu()
+    already = already.bool().cpu()
+    free = pool.prunable & ~already
+    free = free & ~_protect_last(logits, free, pool.gid)
+    off, on = free & ~keep.cpu(), free & keep.cpu()
+    order = torch.cat([_by_logit(off, logits), _by_logit(on, logits)])
+    order = pool.admissible_order(order, already.clone())
+
+    def cost_of(n: int) -> float:
+        m = already.clone()
+        m[order[:n]] = True
+        return cost_fn(~m)
+
+    n = _shortest_prefix(cost_of, order.numel(), budget)
+    if n is None:
+        n = order.numel()  # unreachable here: check_reachable refused such targets
+    chosen = already.clone()
+    chosen[order[:n]] = True
+    if n == 0 or cost_of(n) >= lower:
+        return chosen
+    # the last ZIG overshot by its whole cost: first-fit the gap with the later ones in order,
+    # keeping the closest set from below in case none lands within ``tol``
+    best, best_cost = chosen.clone(), cost_of(n)
+    chosen[order[n - 1]] = False
+    for j in order[n : n + refine].tolist():
+        chosen[j] = True
+        if not pool.allows(chosen):
+            chosen[j] = False
+            continue
+        c = cost_fn(~chosen)
+        if c > budget:
+            continue  # still above: keep j, add the next
+        if c >= lower:
+            return chosen
+        if c > best_cost:
+            best, best_cost = chosen.clone(), c
+        chosen[j] = False
+    return best
+
+
+def _by_logit(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    idx = torch.nonzero(mask).flatten()
+    return idx[torch.sort(logits[idx], stable=True).indices]

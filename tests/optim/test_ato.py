@@ -1,0 +1,155 @@
+"""ATO: controller, masks, schedule, budget, exact zeros, metrics, bit-exact resume."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+from handspace import SmallCNN
+from runs import toy_batch, train_steps
+
+import trainonce
+from trainonce.optim import ATO
+from trainonce.optim.ato_controller import Controller, eval_mask, train_mask
+
+
+def _run(seed=0, total=60, target=0.5, **kw):
+    torch.manual_seed(seed)
+    model = SmallCNN((16, 16, 32))
+    space = trainonce.analyze(model, toy_batch(0)[0][:1])
+    xh, yh = toy_batch(-1, 64)
+    kw.setdefault("loss_fn", lambda: F.cross_entropy(model(xh), yh))
+    opt = ATO(space, lr=0.05, target_flops=target, total_steps=total, **kw)
+    return model, space, opt
+
+
+def test_controller_shapes_and_initial_masks():
+    _, space, opt = _run()
+    ctl = opt.controller
+    blocks = [g for g in space.groups if g.prunable]
+    assert ctl.embed.shape == (len(blocks), 64)
+    e = ctl.embed
+    assert torch.allclose(e @ e.T, torch.eye(len(blocks)), atol=1e-5)  # orthogonal inputs
+    assert ctl.heads.shape == (sum(g.size for g in blocks), 256)
+    assert ctl.gru.bidirectional and ctl.gru.hidden_size == 128
+    logits = ctl()
+    assert logits.shape == (space.num_zigs,)
+    assert bool(eval_mask(logits, 3.0, 0.4).all())  # b = 3: masks start at "keep"
+    assert opt.schedule.start == 6 and opt.schedule.end == 30
+    # seeded: the same seed gives the same controller, another seed another one
+    same = Controller(space, seed=0)
+    other = Controller(space, seed=1)
+    for a, b in zip(same.state_dict().values(), ctl.state_dict().values()):
+        assert torch.equal(a, b)
+    assert not torch.equal(other.heads, ctl.heads)
+
+
+def test_straight_through_mask_is_exactly_hard_with_soft_gradient():
+    logits = torch.randn(500, requires_grad=True, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(1)
+    st, soft = train_mask(logits * 4 - 3, 3.0, 0.4, gen)
+    assert set(st.detach().unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(st.detach(), (soft.detach() >= 0.5).float())
+    assert 0 < int((st == 0).sum()) < 500
+    (g_st,) = torch.autograd.grad(st.sum(), logits, retain_graph=True)
+    (g_soft,) = torch.autograd.grad(soft.sum(), logits)
+    assert torch.equal(g_st, g_soft)
+
+
+def test_target_met_zeros_held_and_slim_equal():
+    model, space, opt = _run()
+    train_steps(model, opt, 0, 20)
+    m = opt.metrics()
+    assert m["phase"] == "pruning" and m["controller_loss"] == m["controller_loss"]  # finite
+    assert {"soft_flops_kept", "hard_flops_kept", "mask_flips"} <= set(m)
+    assert opt.metrics()["mask_flips"] == 0  # counted since the last call
+    train_steps(model, opt, 20, 30)
+    frozen = opt.zero.clone()
+    kept = space.flops(~frozen) / space.flops()
+    assert 0.49 <= kept <= 0.5, kept
+    assert torch.equal(space.zero_mask(), frozen)
+    train_steps(model, opt, 30, 60, leak=1e-3)  # zeros held against a gradient
+    assert torch.equal(space.zero_mask(), frozen) and torch.equal(opt.zero, frozen)
+    m = opt.metrics()
+    assert m["flops_kept"] == pytest.approx(kept) and m["hard_flops_kept"] == pytest.approx(kept)
+    slim = trainonce.construct_subnet(model.eval(), space)  # raises if outputs differ
+    x = toy_batch(99)[0]
+    with torch.no_grad():
+        assert torch.allclose(slim(x), model(x), atol=1e-5)
+
+
+def test_controller_moves_mask_towards_target_and_proximal_shrinks():
+    model, space, opt = _run(total=80, target=0.3, controller_every=1)
+    train_steps(model, opt, 0, 39)
+    off = ~opt.mask & opt.prunable
+    assert bool(off.any())  # the controller turned ZIGs off
+    sq = space.zig_sq_norms()
+    assert float(sq[off].mean()) < float(sq[~off & opt.prunable].mean())
+
+
+def test_resume_mid_controller_phase_is_bitwise():
+    model, space, opt = _run(seed=3, total=40, controller_every=2)
+    train_steps(model, opt, 0, 11)  # controller phase: steps 4..19
+    assert opt.metrics()["phase"] == "pruning"
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
+    train_steps(model, opt, 11, 40)
+    model2, _, opt2 = _run(seed=7, total=40, controller_every=2)
+    buf.seek(0)
+    ckpt = torch.load(buf, weights_only=False)
+    model2.load_state_dict(ckpt["model"])
+    opt2.load_state_dict(ckpt["opt"])
+    train_steps(model2, opt2, 11, 40)
+    for (k, v), v2 in zip(model.state_dict().items(), model2.state_dict().values()):
+        assert torch.equal(v, v2), k
+    assert torch.equal(opt.zero, opt2.zero) and torch.equal(opt.mask, opt2.mask)
+    for a, b in zip(opt.controller.parameters(), opt2.controller.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_clear_errors():
+    with pytest.raises(ValueError, match="loss_fn"):
+        _run(loss_fn=None)
+    torch.manual_seed(0)
+    model = SmallCNN((8, 8, 16))
+    space = trainonce.analyze(model, toy_batch(0)[0][:1])
+    with pytest.raises(ValueError, match="target_flops or target_params"):
+        ATO(space, target_group_sparsity=0.5, total_steps=50, loss_fn=lambda: 0)
+    with pytest.raises(ValueError, match="pruning_periods"):
+        ATO(space, target_flops=0.5, total_steps=50, loss_fn=lambda: 0, pruning_periods=3)
+
+
+def test_cli_builds_ato_with_its_loss_fn():
+    from trainonce.cli.setup import RunConfig, build_optimizer
+
+    model, space, _ = _run()
+    xh, yh = toy_batch(-2, 32)
+    loss_fn = lambda: F.cross_entropy(model(xh), yh)  # noqa: E731
+    opt = build_optimizer(RunConfig(optimizer="ato", target=0.4), space, 50, loss_fn)
+    assert type(opt) is ATO and opt.loss_fn is loss_fn and opt.target.value == 0.4
+    assert (opt.schedule.start, opt.schedule.end) == (5, 25)
+    with pytest.raises(ValueError, match="target_flops or target_params"):
+        build_optimizer(RunConfig(optimizer="ato", target_kind="sparsity"), space, 50, loss_fn)
+
+
+def test_proximal_step_is_the_group_soft_threshold():
+    model, space, opt = _run()
+    g = next(g for g in space.groups if g.prunable and g.size == 32)  # conv3 -> fc channels
+    off = torch.zeros(space.num_zigs, dtype=torch.bool)
+    off[g.offset : g.offset + 8] = True  # a quarter of the group: r = 0.25
+    opt.mask = ~off
+    before = space.zig_sq_norms().sqrt()
+    step = float(before[off].min()) * 4 * 1.001  # r = 0.25: shrinks the smallest past zero
+    untouched = {n: p.detach().clone() for n, p in model.named_parameters() if "conv3" not in n
+                 and "bn3" not in n and "fc" not in n}
+    opt._proximal(step)
+    after = space.zig_sq_norms().sqrt()
+    want = (before - step * 0.25).clamp(min=0)
+    assert torch.allclose(after[off], want[off], rtol=1e-5, atol=1e-7)
+    assert bool((after[off] == 0).any()) and bool((after[off] > 0).any())
+    assert torch.allclose(after[g.offset + 8 : g.offset + 32], before[g.offset + 8 : g.offset + 32])
+    for n, p in model.named_parameters():
+        if n in untouched:
+            assert torch.equal(p, untouched[n]), n
