@@ -1,6 +1,8 @@
 """``run --resume`` continues bit for bit, keeps the recorded settings, and runs no code that
 only a run directory names (nor does ``export``)."""
 
+import json
+
 import pytest
 import torch
 
@@ -34,7 +36,7 @@ def _assert_same(a, b, where=""):
 def test_resume_is_bit_exact(tmp_path, monkeypatch, capsys, optimizer):
     """Default cosine LR, a model with dropout, stopped mid-epoch: the resumed run ends with
     the very weights, optimizer state and losses of the uninterrupted one (ATO: stopped in its
-    controller phase, steps 1..3 of 8)."""
+    controller phase, steps 1..3 of 6: 5% of the data is held out for its loss_fn)."""
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     argv = ["run", *COMMON, *optimizer, "--no-progress"]
     assert main([*argv, "--data", "datafns:small_digits", "--out", str(whole)]) == 0
@@ -50,7 +52,8 @@ def test_resume_is_bit_exact(tmp_path, monkeypatch, capsys, optimizer):
     resume = ["run", "--resume", str(cut), "--model", "factories:tiny_dropout_cnn", *data]
     assert main([*resume, "--no-progress"]) == 0
     a, b = _state(whole), _state(cut)
-    assert a["step"] == b["step"] == 8
+    total = json.loads((whole / "config.json").read_text())["info"]["total_steps"]
+    assert a["step"] == b["step"] == total == (8 if not optimizer else 6)  # ATO: 5% held out
     _assert_same(a["model"], b["model"], "model")
     _assert_same(a["optimizer"], b["optimizer"], "optimizer")
     _assert_same(a["scheduler"], b["scheduler"], "scheduler")
@@ -136,3 +139,18 @@ def test_export_runs_only_named_code(finished_run, capsys):
     assert main([*argv, "--trust-run-config"]) == 0
     assert factories.CALLS == ["recorded_cnn"] * 2
     assert (finished_run / "exports" / "model.safetensors").is_file()
+
+
+def test_held_out_share_is_stratified_and_disjoint():
+    from torch.utils.data import TensorDataset
+
+    from trainonce.cli.run import split_held_out
+
+    y = torch.arange(200) % 4
+    ds = TensorDataset(torch.arange(200).float(), y)
+    train, held = split_held_out(ds, 0.1, seed=0)
+    assert len(held) == 20 and len(train) == 180  # 5 of the 50 of each class
+    assert not set(train.indices) & set(held.indices)
+    assert sorted(int(y[i]) for i in held.indices) == sorted([0, 1, 2, 3] * 5)
+    again, _ = split_held_out(ds, 0.1, seed=0)
+    assert again.indices == train.indices

@@ -6,6 +6,7 @@ Options are validated before any file is written; ``--resume RUN_DIR`` continues
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import shutil
 import time
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import default_collate
+from torch.utils.data import Subset, default_collate
 
 from .setup import (
     OPTIMIZERS,
@@ -27,6 +28,7 @@ from .setup import (
     check_output_dir,
     check_target,
     load_config,
+    optimizer_class,
     save_config,
 )
 
@@ -197,6 +199,26 @@ def _channel_adapter(cfg: RunConfig, built_channels: int, c_in: int) -> Callable
     return adapt
 
 
+HELD_OUT_SHARE = 0.05  # of the training split, for optimizers that need a held-out loss
+
+
+def split_held_out(ds, share: float, seed: int) -> tuple[Subset, Subset]:
+    """A stratified, seeded split of ``ds`` into (train, held out): ``share`` of every class
+    (at least one sample of each class with two or more) is held out."""
+    labels = torch.as_tensor([int(ds[i][1]) for i in range(len(ds))])
+    gen = torch.Generator().manual_seed(seed)
+    held = []
+    for c in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(idx.numel(), generator=gen)]
+        n = max(1, round(share * idx.numel())) if idx.numel() > 1 else 0
+        held.append(idx[:n])
+    held_idx = torch.sort(torch.cat(held)).values
+    keep = torch.ones(len(ds), dtype=torch.bool)
+    keep[held_idx] = False
+    return Subset(ds, torch.nonzero(keep).flatten().tolist()), Subset(ds, held_idx.tolist())
+
+
 def _build(cfg: RunConfig, device: torch.device) -> _Job:
     import trainonce
 
@@ -205,6 +227,10 @@ def _build(cfg: RunConfig, device: torch.device) -> _Job:
     from .train import make_scheduler, steps_per_epoch
 
     bundle = load_data(cfg.data)
+    held = None
+    if optimizer_class(cfg.optimizer).needs_loss_fn:  # its loss must not see training data
+        train, held = split_held_out(bundle.train, HELD_OUT_SHARE, cfg.seed)
+        bundle = dataclasses.replace(bundle, train=train)
     c_in = bundle.input_shape[0]
 
     def factory():
@@ -219,12 +245,12 @@ def _build(cfg: RunConfig, device: torch.device) -> _Job:
     space = trainonce.analyze(model, (example,))
     total = cfg.epochs * steps_per_epoch(len(bundle.train), cfg.batch_size)
     model.to(device)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    pick = torch.randperm(len(bundle.train), generator=gen)[:256].tolist()
-    held_x, held_y = default_collate([bundle.train[i] for i in pick])
+    loss_fn = None
+    if held is not None:
+        held_x, held_y = default_collate([held[i] for i in range(len(held))])
 
-    def loss_fn() -> torch.Tensor:  # optimizers that need a held-out loss: 256 fixed samples
-        return F.cross_entropy(model(adapt(held_x.to(device))), held_y.to(device))
+        def loss_fn() -> torch.Tensor:  # on the held-out share, never trained on
+            return F.cross_entropy(model(adapt(held_x.to(device))), held_y.to(device))
 
     opt = build_optimizer(cfg, space, total, loss_fn)
     sched = make_scheduler(opt, cfg.lr_schedule, total)
