@@ -7,13 +7,13 @@ first reason recorded). ZIGs owning the same slices of the same parameters form 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from ..graph.components import components
-from ..graph.labels import Labels, spans
+from ..graph.labels import Labels, Recorder, spans
 from ..graph.propagate import Propagation, pin_outputs, propagate
 from ..trace import Traced, trace
 from .costs import CostModel, CostTerm
@@ -101,73 +101,139 @@ def _stable_order(*keys: torch.Tensor) -> torch.Tensor:
     return order
 
 
+class _Positions(NamedTuple):
+    """Every position of every parameter dim, flattened: its dim, its index, its ZIG."""
+
+    pds: list[tuple[str, int, torch.Tensor]]  # (parameter, dim, atoms along it)
+    pd: torch.Tensor  # parameter-dim number of each position
+    index: torch.Tensor  # index of each position along its dim
+    zig: torch.Tensor  # local ZIG number of each position (into ``zig_roots``)
+    zig_roots: torch.Tensor  # root atom of each ZIG, ascending
+
+
+class _Layout(NamedTuple):
+    """Where ZIGs land: group of each ZIG, global id of each ZIG, group sizes and reasons."""
+
+    group: torch.Tensor  # group (final order) of every ZIG
+    zig_id: torch.Tensor  # global ZIG id of every ZIG
+    sizes: torch.Tensor  # ZIGs per group
+    reason: torch.Tensor  # per group: smallest reason id of its ZIGs, _NO_REASON if prunable
+
+
 def _assemble(traced: Traced, prop: Propagation, roots: torch.Tensor) -> SearchSpace:
-    """Group ZIGs by signature, all positions at once: one sort, then one slice per member."""
-    rec = prop.rec
+    """Group ZIGs by exact structure, all positions at once: one sort, then one slice per
+    member."""
+    pos = _positions(prop, roots)
+    reason = _zig_reasons(prop.rec, roots, pos.zig_roots)
+    row_zig, row_pd, count = _rows(pos)
+    blocked = reason != _NO_REASON
+    group_of_zig = group_by_structure(row_zig, row_pd, count, blocked)
+    layout = _layout(group_of_zig, pos, reason)
+    groups = _groups(pos, layout, prop.rec.reasons)
+    zig_of_root = torch.full((prop.rec.next_atom,), -1, dtype=torch.long)
+    zig_of_root[pos.zig_roots[~blocked]] = layout.zig_id[~blocked]
+    return _search_space(traced, prop, groups, zig_of_root[roots])
+
+
+def _positions(prop: Propagation, roots: torch.Tensor) -> _Positions:
+    pds = [(name, d, ids) for name, dims in prop.param_atoms.items() for d, ids in dims.items()]
+    lens = torch.tensor([ids.numel() for _, _, ids in pds], dtype=torch.long)
+    pd = torch.repeat_interleave(torch.arange(len(pds)), lens)
+    index = torch.arange(int(lens.sum())) - (torch.cumsum(lens, 0) - lens)[pd]
+    zig_roots, zig = torch.unique(roots[torch.cat([ids for _, _, ids in pds])],
+                                  return_inverse=True)
+    return _Positions(pds, pd, index, zig, zig_roots)
+
+
+def _zig_reasons(rec: Recorder, roots: torch.Tensor, zig_roots: torch.Tensor) -> torch.Tensor:
+    """Per ZIG, the first reason (smallest id) any of its atoms is pinned for."""
     reason_of_root = torch.full((rec.next_atom,), _NO_REASON, dtype=torch.long)
     b_atoms, b_rids = rec.blocked()
     if b_atoms.numel():
         reason_of_root.scatter_reduce_(0, roots[b_atoms], b_rids, reduce="amin")
+    return reason_of_root[zig_roots]
 
-    pds = [(name, d, ids) for name, dims in prop.param_atoms.items() for d, ids in dims.items()]
-    n_pd = len(pds)
-    lens = torch.tensor([ids.numel() for _, _, ids in pds], dtype=torch.long)
-    pd_of_pos = torch.repeat_interleave(torch.arange(n_pd), lens)
-    pos_in_pd = torch.arange(int(lens.sum())) - (torch.cumsum(lens, 0) - lens)[pd_of_pos]
-    zig_roots, zig_of_pos = torch.unique(roots[torch.cat([ids for _, _, ids in pds])],
-                                         return_inverse=True)
-    nz = zig_roots.numel()
 
-    # signature of a ZIG: how many positions it owns in each parameter dim (hashed), and
-    # whether it is pinned; equal signatures -> one group
-    rows, count = torch.unique(zig_of_pos * n_pd + pd_of_pos, return_counts=True)
-    row_zig, row_pd = rows // n_pd, rows % n_pd
-    weights = torch.randint(1, 1 << 40, (n_pd,), generator=torch.Generator().manual_seed(0))
-    sig = torch.zeros(nz, dtype=torch.long).index_add_(0, row_zig, weights[row_pd] * (count + 1))
-    reason = reason_of_root[zig_roots]
-    blocked = reason != _NO_REASON
-    _, group_of_zig = torch.unique(sig * 2 + blocked.long(), return_inverse=True)
+def _rows(pos: _Positions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ZIG, parameter dim, number of positions) for every dim a ZIG owns positions of,
+    sorted by ZIG then dim."""
+    n_pd = len(pos.pds)
+    rows, count = torch.unique(pos.zig * n_pd + pos.pd, return_counts=True)
+    return rows // n_pd, rows % n_pd, count
+
+
+def group_by_structure(row_zig: torch.Tensor, row_pd: torch.Tensor, count: torch.Tensor,
+                       blocked: torch.Tensor) -> torch.Tensor:
+    """Group number of every ZIG: two ZIGs share one iff they own the same number of positions
+    in exactly the same parameter dims and are both pinned or both prunable (an exact key).
+
+    Rows are (ZIG, dim, count), sorted by ZIG then dim. A ZIG's key starts as (number of rows,
+    pinned) and absorbs its rows one place at a time: step ``j`` renumbers (key, j-th row) for
+    the ZIGs that have a j-th row with ids never used before, so keys stay exact and small."""
+    nz = blocked.numel()
+    length = torch.bincount(row_zig, minlength=nz)
+    _, pair = torch.unique(row_pd * (int(count.max()) + 1) + count, return_inverse=True)
+    n_pair = int(pair.max()) + 1
+    place = torch.arange(row_zig.numel()) - (torch.cumsum(length, 0) - length)[row_zig]
+    by_place = torch.argsort(place, stable=True)
+    key = length * 2 + blocked.long()
+    next_id = 2 * int(length.max()) + 2
+    for rows in torch.split(by_place, torch.bincount(place).tolist()):
+        zigs = row_zig[rows]
+        _, fresh = torch.unique(key[zigs] * n_pair + pair[rows], return_inverse=True)
+        key[zigs] = next_id + fresh
+        next_id += int(fresh.max()) + 1
+    return torch.unique(key, return_inverse=True)[1]
+
+
+def _layout(group_of_zig: torch.Tensor, pos: _Positions, reason: torch.Tensor) -> _Layout:
+    """Groups in order: prunable first, then by where their first position appears (parameter,
+    dim, index); ZIGs numbered by group, then by root atom."""
     n_groups = int(group_of_zig.max()) + 1
-
-    # groups in order: prunable first, then by where their first parameter appears
-    first_pd = torch.full((n_groups,), n_pd, dtype=torch.long).scatter_reduce_(
-        0, group_of_zig[row_zig], row_pd, reduce="amin")
-    g_blocked = torch.zeros(n_groups, dtype=torch.bool).scatter_(0, group_of_zig, blocked)
+    nz = group_of_zig.numel()
+    first = torch.full((n_groups,), pos.pd.numel(), dtype=torch.long).scatter_reduce_(
+        0, group_of_zig[pos.zig], torch.arange(pos.pd.numel()), reduce="amin")
+    g_blocked = torch.zeros(n_groups, dtype=torch.long).scatter_(
+        0, group_of_zig, (reason != _NO_REASON).long())
     rank = torch.empty(n_groups, dtype=torch.long)
-    rank[_stable_order(g_blocked.long(), first_pd)] = torch.arange(n_groups)
+    rank[_stable_order(g_blocked, first)] = torch.arange(n_groups)
     gz = rank[group_of_zig]
     sizes = torch.bincount(gz, minlength=n_groups)
-    starts = torch.cumsum(sizes, 0) - sizes
     zig_id = torch.empty(nz, dtype=torch.long)
-    zig_id[_stable_order(gz, zig_roots)] = torch.arange(nz)  # global id, by group then root
-    local = zig_id - starts[gz]
+    zig_id[_stable_order(gz, pos.zig_roots)] = torch.arange(nz)
     g_reason = torch.full((n_groups,), _NO_REASON, dtype=torch.long).scatter_reduce_(
         0, gz, reason, reduce="amin")
+    return _Layout(gz, zig_id, sizes, g_reason)
 
-    # every position, sorted by (group, parameter dim, ZIG, position): members are slices
-    pg, pl = gz[zig_of_pos], local[zig_of_pos]
-    order = _stable_order(pg, pd_of_pos, pl, pos_in_pd)
-    pg, pp, pos = pg[order], pd_of_pos[order], pos_in_pd[order]
+
+def _groups(pos: _Positions, layout: _Layout, reasons: list[str]) -> list[Group]:
+    """Every position sorted by (group, parameter dim, ZIG, index): members are slices."""
+    starts = torch.cumsum(layout.sizes, 0) - layout.sizes
+    local = layout.zig_id - starts[layout.group]
+    pg, pl = layout.group[pos.zig], local[pos.zig]
+    order = _stable_order(pg, pos.pd, pl, pos.index)
+    pg, pp, index = pg[order], pos.pd[order], pos.index[order]
     seg = torch.nonzero((pg[1:] != pg[:-1]) | (pp[1:] != pp[:-1])).flatten() + 1
-    bounds = [0] + seg.tolist() + [pg.numel()]
-    members: list[list[Member]] = [[] for _ in range(n_groups)]
+    bounds = [0, *seg.tolist(), pg.numel()]
+    sizes = layout.sizes.tolist()
+    members: list[list[Member]] = [[] for _ in sizes]
     for a, b in zip(bounds[:-1], bounds[1:]):
-        g, j = int(pg[a]), int(pp[a])
-        name, d, _ = pds[j]
-        members[g].append(Member(name, d, pos[a:b].reshape(int(sizes[g]), -1)))
+        g = int(pg[a])
+        name, d, _ = pos.pds[int(pp[a])]
+        members[g].append(Member(name, d, index[a:b].reshape(sizes[g], -1)))
     groups = []
-    for g in range(n_groups):
+    for g, reason in enumerate(layout.reason.tolist()):
         m0 = members[g][0]
         more = f" +{len(members[g]) - 1}" if len(members[g]) > 1 else ""
-        prunable = int(g_reason[g]) == _NO_REASON
-        groups.append(Group(f"{m0.param}[{m0.dim}]{more}", int(sizes[g]), members[g],
-                            prunable=prunable,
-                            reason=None if prunable else rec.reasons[int(g_reason[g])]))
+        prunable = reason == _NO_REASON
+        groups.append(Group(f"{m0.param}[{m0.dim}]{more}", sizes[g], members[g],
+                            prunable=prunable, reason=None if prunable else reasons[reason]))
+    return groups
 
-    zig_of_root = torch.full((rec.next_atom,), -1, dtype=torch.long)
-    ok = ~blocked
-    zig_of_root[zig_roots[ok]] = zig_id[ok]
-    zig_of_atom = zig_of_root[roots]
+
+def _search_space(traced: Traced, prop: Propagation, groups: list[Group],
+                  zig_of_atom: torch.Tensor) -> SearchSpace:
+    rec = prop.rec
     costs = CostModel([
         CostTerm.from_vectors(kind, unit, [zig_of_atom[v] for v in vecs], where)
         for kind, unit, vecs, where in rec.costs
