@@ -6,6 +6,7 @@ first reason recorded). ZIGs owning the same slices of the same parameters form 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -62,35 +63,104 @@ def _check_exclude(model: nn.Module, exclude: list[str] | None) -> None:
         raise ValueError(f"exclude names not found in the model: {unknown}")
 
 
+_RECTANGULAR = "a tensor that must stay rectangular"
+
+
+class _Joint(NamedTuple):
+    """Every element of every axis that spans several dims, flattened; each axis is seen with
+    its dims left-padded to ``ndim`` (so dim ``d`` is the same for all and order is kept)."""
+
+    atoms: torch.Tensor  # [N] atom of each element
+    axis: torch.Tensor  # [N] axis each element belongs to
+    partner: torch.Tensor  # [ndim, N] element with the same coordinates but 0 along dim d
+    count: int  # number of axes
+    ndim: int
+
+
 def _roots(prop: Propagation) -> torch.Tensor:
     """Components of the coupling graph, refined until every tensor can be cut rectangularly:
-    an axis spanning several dims must vary along one dim only (else coarsen the others)."""
+    an axis spanning several dims must vary along one dim only (else coarsen the others).
+
+    Rounds see the roots of the previous round. An axis is re-examined only when the roots of
+    its atoms changed (otherwise it would decide the same again), and each round's new edges
+    are added to the previous components. Stops when a round changes no root: an axis that
+    still varies then holds an unremovable atom 0, and its coarsening has pinned the rest."""
     rec = prop.rec
-    joint = []
-    for val in prop.labels.values():
-        for x in val if isinstance(val, list) else [val]:
-            if isinstance(x, Labels):
-                joint.extend(a for a in x.axes if len(spans(a)) > 1)
-    while True:
-        roots = components(rec.next_atom, *rec.edges())
-        changed = False
-        for ax in joint:
-            r = roots[ax]
-            varying = [d for d in spans(ax) if not bool((r == r.narrow(d, 0, 1)).all())]
-            if len(varying) < 2:
-                continue
+    roots = components(rec.next_atom, *rec.edges())
+    joint = _joint_axes(prop)
+    dirty = torch.ones(joint.count, dtype=torch.bool)
+    while bool(dirty.any()):
+        a, b = _coarsen_pairs(joint, _to_coarsen(joint, roots, dirty))
+        if a.numel() == 0:
+            break
+        rec.union(a, b, _RECTANGULAR)
+        merge = (a != 0) & (b != 0)  # pairs with atom 0 were pinned by `union`, not merged
+        new = components(rec.next_atom, a[merge], b[merge], parent=roots)
+        moved = new != roots
+        dirty = torch.bincount(joint.axis[moved[joint.atoms]], minlength=joint.count) > 0
+        roots = new
+    return roots
 
-            def distinct(d: int, r=r) -> int:
-                idx = tuple(slice(None) if k == d else 0 for k in range(r.dim()))
-                return int(torch.unique(r[idx]).numel())
 
-            keep = max(varying, key=distinct)
-            for d in varying:
-                if d != keep:
-                    ax = rec.coarsen(ax, d, "a tensor that must stay rectangular")
-            changed = True
-        if not changed:
-            return roots
+def _joint_axes(prop: Propagation) -> _Joint:
+    axes = [a for val in prop.labels.values()
+            for x in (val if isinstance(val, list) else [val]) if isinstance(x, Labels)
+            for a in x.axes if len(spans(a)) > 1]
+    ndim = max((a.dim() for a in axes), default=0)
+    partners, offset = [], 0
+    for a in axes:
+        shape = (1,) * (ndim - a.dim()) + tuple(a.shape)
+        flat = torch.arange(a.numel())
+        stride = torch.tensor([math.prod(shape[d + 1:]) for d in range(ndim)])
+        coords = torch.stack(torch.unravel_index(flat, shape))  # [ndim, numel]
+        partners.append(offset + flat - coords * stride[:, None])
+        offset += a.numel()
+    empty = torch.zeros(0, dtype=torch.long)
+    return _Joint(
+        torch.cat([a.reshape(-1) for a in axes]) if axes else empty,
+        torch.repeat_interleave(torch.arange(len(axes)),
+                                torch.tensor([a.numel() for a in axes], dtype=torch.long)),
+        torch.cat(partners, 1) if axes else empty.reshape(0, 0), len(axes), ndim)
+
+
+def _to_coarsen(joint: _Joint, roots: torch.Tensor, dirty: torch.Tensor) -> torch.Tensor:
+    """[axes, ndim] dims to coarsen: for every dirty axis whose roots vary along 2+ dims, all
+    of them but the one with the most distinct roots on its line through the origin (the
+    first such dim on ties)."""
+    r = roots[joint.atoms]
+    mine = dirty[joint.axis]
+    varying = torch.zeros(joint.count, joint.ndim, dtype=torch.bool)
+    for d in range(joint.ndim):
+        differ = mine & (r != r[joint.partner[d]])
+        varying[:, d] = torch.bincount(joint.axis[differ], minlength=joint.count) > 0
+    need = varying.sum(1) >= 2
+    if not bool(need.any()):
+        return torch.zeros_like(varying)
+    off_origin = joint.partner != torch.arange(joint.atoms.numel())  # [ndim, N]
+    n_off = off_origin.sum(0)
+    distinct = torch.full((joint.count, joint.ndim), -1, dtype=torch.long)
+    for d in range(joint.ndim):
+        on_line = need[joint.axis] & (n_off == off_origin[d].long())
+        keys = torch.unique(joint.axis[on_line] * roots.numel() + r[on_line])
+        distinct[:, d] = torch.bincount(keys // roots.numel(), minlength=joint.count)
+    keep = torch.where(varying, distinct, -1).argmax(1)  # argmax: first of the maxima
+    others = torch.arange(joint.ndim) != keep[:, None]
+    return varying & need[:, None] & others
+
+
+def _coarsen_pairs(joint: _Joint, coarsen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Atom pairs that coarsen each axis dim after dim (ascending), as `Recorder.coarsen` on
+    the axis narrowed by the dims already done: after a dim, only its slice 0 goes on."""
+    a, b = [], []
+    done = torch.zeros(joint.atoms.numel(), dtype=torch.bool)
+    idx = torch.arange(joint.atoms.numel())
+    for d in range(joint.ndim):
+        this = coarsen[joint.axis, d]
+        sel = this & ~done
+        a.append(joint.atoms[sel])
+        b.append(joint.atoms[joint.partner[d][sel]])
+        done |= this & (joint.partner[d] != idx)
+    return torch.cat(a), torch.cat(b)
 
 
 def _stable_order(*keys: torch.Tensor) -> torch.Tensor:
