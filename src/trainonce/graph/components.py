@@ -5,9 +5,14 @@ from __future__ import annotations
 import torch
 
 
-def components(n: int, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Root (smallest member id) of every atom ``0..n-1`` given undirected edges ``a[i]-b[i]``."""
-    parent = torch.arange(n, dtype=torch.long)
+# 7B-shaped graph (bench_analysis.py --components): ours 0.43 s, scipy csgraph 0.20 s; kept ours
+def components(n: int, a: torch.Tensor, b: torch.Tensor,
+               parent: torch.Tensor | None = None) -> torch.Tensor:
+    """Root (smallest member id) of every atom ``0..n-1`` given undirected edges ``a[i]-b[i]``.
+
+    ``parent``: the result of an earlier call, to add edges to those components incrementally
+    (only the new edges are passed; the result is the same as from all edges at once)."""
+    parent = torch.arange(n, dtype=torch.long) if parent is None else parent.clone()
     if a.numel() == 0:
         return parent
     while True:

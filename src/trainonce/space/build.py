@@ -6,13 +6,14 @@ first reason recorded). ZIGs owning the same slices of the same parameters form 
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from ..graph.components import components
-from ..graph.labels import Labels, spans
+from ..graph.labels import Labels, Recorder, spans
 from ..graph.propagate import Propagation, pin_outputs, propagate
 from ..trace import Traced, trace
 from .analysis import Analysis
@@ -53,35 +54,104 @@ def _check_exclude(model: nn.Module, exclude: list[str] | None) -> None:
         raise ValueError(f"exclude names not found in the model: {unknown}")
 
 
+_RECTANGULAR = "a tensor that must stay rectangular"
+
+
+class _Joint(NamedTuple):
+    """Every element of every axis that spans several dims, flattened; each axis is seen with
+    its dims left-padded to ``ndim`` (so dim ``d`` is the same for all and order is kept)."""
+
+    atoms: torch.Tensor  # [N] atom of each element
+    axis: torch.Tensor  # [N] axis each element belongs to
+    partner: torch.Tensor  # [ndim, N] element with the same coordinates but 0 along dim d
+    count: int  # number of axes
+    ndim: int
+
+
 def _roots(prop: Propagation) -> torch.Tensor:
     """Components of the coupling graph, refined until every tensor can be cut rectangularly:
-    an axis spanning several dims must vary along one dim only (else coarsen the others)."""
+    an axis spanning several dims must vary along one dim only (else coarsen the others).
+
+    Rounds see the roots of the previous round. An axis is re-examined only when the roots of
+    its atoms changed (otherwise it would decide the same again), and each round's new edges
+    are added to the previous components. Stops when a round changes no root: an axis that
+    still varies then holds an unremovable atom 0, and its coarsening has pinned the rest."""
     rec = prop.rec
-    joint = []
-    for val in prop.labels.values():
-        for x in val if isinstance(val, list) else [val]:
-            if isinstance(x, Labels):
-                joint.extend(a for a in x.axes if len(spans(a)) > 1)
-    while True:
-        roots = components(rec.next_atom, *rec.edges())
-        changed = False
-        for ax in joint:
-            r = roots[ax]
-            varying = [d for d in spans(ax) if not bool((r == r.narrow(d, 0, 1)).all())]
-            if len(varying) < 2:
-                continue
+    roots = components(rec.next_atom, *rec.edges())
+    joint = _joint_axes(prop)
+    dirty = torch.ones(joint.count, dtype=torch.bool)
+    while bool(dirty.any()):
+        a, b = _coarsen_pairs(joint, _to_coarsen(joint, roots, dirty))
+        if a.numel() == 0:
+            break
+        rec.union(a, b, _RECTANGULAR)
+        merge = (a != 0) & (b != 0)  # pairs with atom 0 were pinned by `union`, not merged
+        new = components(rec.next_atom, a[merge], b[merge], parent=roots)
+        moved = new != roots
+        dirty = torch.bincount(joint.axis[moved[joint.atoms]], minlength=joint.count) > 0
+        roots = new
+    return roots
 
-            def distinct(d: int, r=r) -> int:
-                idx = tuple(slice(None) if k == d else 0 for k in range(r.dim()))
-                return int(torch.unique(r[idx]).numel())
 
-            keep = max(varying, key=distinct)
-            for d in varying:
-                if d != keep:
-                    ax = rec.coarsen(ax, d, "a tensor that must stay rectangular")
-            changed = True
-        if not changed:
-            return roots
+def _joint_axes(prop: Propagation) -> _Joint:
+    axes = [a for val in prop.labels.values()
+            for x in (val if isinstance(val, list) else [val]) if isinstance(x, Labels)
+            for a in x.axes if len(spans(a)) > 1]
+    ndim = max((a.dim() for a in axes), default=0)
+    partners, offset = [], 0
+    for a in axes:
+        shape = (1,) * (ndim - a.dim()) + tuple(a.shape)
+        flat = torch.arange(a.numel())
+        stride = torch.tensor([math.prod(shape[d + 1:]) for d in range(ndim)])
+        coords = torch.stack(torch.unravel_index(flat, shape))  # [ndim, numel]
+        partners.append(offset + flat - coords * stride[:, None])
+        offset += a.numel()
+    empty = torch.zeros(0, dtype=torch.long)
+    return _Joint(
+        torch.cat([a.reshape(-1) for a in axes]) if axes else empty,
+        torch.repeat_interleave(torch.arange(len(axes)),
+                                torch.tensor([a.numel() for a in axes], dtype=torch.long)),
+        torch.cat(partners, 1) if axes else empty.reshape(0, 0), len(axes), ndim)
+
+
+def _to_coarsen(joint: _Joint, roots: torch.Tensor, dirty: torch.Tensor) -> torch.Tensor:
+    """[axes, ndim] dims to coarsen: for every dirty axis whose roots vary along 2+ dims, all
+    of them but the one with the most distinct roots on its line through the origin (the
+    first such dim on ties)."""
+    r = roots[joint.atoms]
+    mine = dirty[joint.axis]
+    varying = torch.zeros(joint.count, joint.ndim, dtype=torch.bool)
+    for d in range(joint.ndim):
+        differ = mine & (r != r[joint.partner[d]])
+        varying[:, d] = torch.bincount(joint.axis[differ], minlength=joint.count) > 0
+    need = varying.sum(1) >= 2
+    if not bool(need.any()):
+        return torch.zeros_like(varying)
+    off_origin = joint.partner != torch.arange(joint.atoms.numel())  # [ndim, N]
+    n_off = off_origin.sum(0)
+    distinct = torch.full((joint.count, joint.ndim), -1, dtype=torch.long)
+    for d in range(joint.ndim):
+        on_line = need[joint.axis] & (n_off == off_origin[d].long())
+        keys = torch.unique(joint.axis[on_line] * roots.numel() + r[on_line])
+        distinct[:, d] = torch.bincount(keys // roots.numel(), minlength=joint.count)
+    keep = torch.where(varying, distinct, -1).argmax(1)  # argmax: first of the maxima
+    others = torch.arange(joint.ndim) != keep[:, None]
+    return varying & need[:, None] & others
+
+
+def _coarsen_pairs(joint: _Joint, coarsen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Atom pairs that coarsen each axis dim after dim (ascending), as `Recorder.coarsen` on
+    the axis narrowed by the dims already done: after a dim, only its slice 0 goes on."""
+    a, b = [], []
+    done = torch.zeros(joint.atoms.numel(), dtype=torch.bool)
+    idx = torch.arange(joint.atoms.numel())
+    for d in range(joint.ndim):
+        this = coarsen[joint.axis, d]
+        sel = this & ~done
+        a.append(joint.atoms[sel])
+        b.append(joint.atoms[joint.partner[d][sel]])
+        done |= this & (joint.partner[d] != idx)
+    return torch.cat(a), torch.cat(b)
 
 
 def _stable_order(*keys: torch.Tensor) -> torch.Tensor:
@@ -92,73 +162,139 @@ def _stable_order(*keys: torch.Tensor) -> torch.Tensor:
     return order
 
 
+class _Positions(NamedTuple):
+    """Every position of every parameter dim, flattened: its dim, its index, its ZIG."""
+
+    pds: list[tuple[str, int, torch.Tensor]]  # (parameter, dim, atoms along it)
+    pd: torch.Tensor  # parameter-dim number of each position
+    index: torch.Tensor  # index of each position along its dim
+    zig: torch.Tensor  # local ZIG number of each position (into ``zig_roots``)
+    zig_roots: torch.Tensor  # root atom of each ZIG, ascending
+
+
+class _Layout(NamedTuple):
+    """Where ZIGs land: group of each ZIG, global id of each ZIG, group sizes and reasons."""
+
+    group: torch.Tensor  # group (final order) of every ZIG
+    zig_id: torch.Tensor  # global ZIG id of every ZIG
+    sizes: torch.Tensor  # ZIGs per group
+    reason: torch.Tensor  # per group: smallest reason id of its ZIGs, _NO_REASON if prunable
+
+
 def _assemble(traced: Traced, prop: Propagation, roots: torch.Tensor) -> SearchSpace:
-    """Group ZIGs by signature, all positions at once: one sort, then one slice per member."""
-    rec = prop.rec
+    """Group ZIGs by exact structure, all positions at once: one sort, then one slice per
+    member."""
+    pos = _positions(prop, roots)
+    reason = _zig_reasons(prop.rec, roots, pos.zig_roots)
+    row_zig, row_pd, count = _rows(pos)
+    blocked = reason != _NO_REASON
+    group_of_zig = group_by_structure(row_zig, row_pd, count, blocked)
+    layout = _layout(group_of_zig, pos, reason)
+    groups = _groups(pos, layout, prop.rec.reasons)
+    zig_of_root = torch.full((prop.rec.next_atom,), -1, dtype=torch.long)
+    zig_of_root[pos.zig_roots[~blocked]] = layout.zig_id[~blocked]
+    return _search_space(traced, prop, groups, zig_of_root[roots])
+
+
+def _positions(prop: Propagation, roots: torch.Tensor) -> _Positions:
+    pds = [(name, d, ids) for name, dims in prop.param_atoms.items() for d, ids in dims.items()]
+    lens = torch.tensor([ids.numel() for _, _, ids in pds], dtype=torch.long)
+    pd = torch.repeat_interleave(torch.arange(len(pds)), lens)
+    index = torch.arange(int(lens.sum())) - (torch.cumsum(lens, 0) - lens)[pd]
+    zig_roots, zig = torch.unique(roots[torch.cat([ids for _, _, ids in pds])],
+                                  return_inverse=True)
+    return _Positions(pds, pd, index, zig, zig_roots)
+
+
+def _zig_reasons(rec: Recorder, roots: torch.Tensor, zig_roots: torch.Tensor) -> torch.Tensor:
+    """Per ZIG, the first reason (smallest id) any of its atoms is pinned for."""
     reason_of_root = torch.full((rec.next_atom,), _NO_REASON, dtype=torch.long)
     b_atoms, b_rids = rec.blocked()
     if b_atoms.numel():
         reason_of_root.scatter_reduce_(0, roots[b_atoms], b_rids, reduce="amin")
+    return reason_of_root[zig_roots]
 
-    pds = [(name, d, ids) for name, dims in prop.param_atoms.items() for d, ids in dims.items()]
-    n_pd = len(pds)
-    lens = torch.tensor([ids.numel() for _, _, ids in pds], dtype=torch.long)
-    pd_of_pos = torch.repeat_interleave(torch.arange(n_pd), lens)
-    pos_in_pd = torch.arange(int(lens.sum())) - (torch.cumsum(lens, 0) - lens)[pd_of_pos]
-    zig_roots, zig_of_pos = torch.unique(roots[torch.cat([ids for _, _, ids in pds])],
-                                         return_inverse=True)
-    nz = zig_roots.numel()
 
-    # signature of a ZIG: how many positions it owns in each parameter dim (hashed), and
-    # whether it is pinned; equal signatures -> one group
-    rows, count = torch.unique(zig_of_pos * n_pd + pd_of_pos, return_counts=True)
-    row_zig, row_pd = rows // n_pd, rows % n_pd
-    weights = torch.randint(1, 1 << 40, (n_pd,), generator=torch.Generator().manual_seed(0))
-    sig = torch.zeros(nz, dtype=torch.long).index_add_(0, row_zig, weights[row_pd] * (count + 1))
-    reason = reason_of_root[zig_roots]
-    blocked = reason != _NO_REASON
-    _, group_of_zig = torch.unique(sig * 2 + blocked.long(), return_inverse=True)
+def _rows(pos: _Positions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ZIG, parameter dim, number of positions) for every dim a ZIG owns positions of,
+    sorted by ZIG then dim."""
+    n_pd = len(pos.pds)
+    rows, count = torch.unique(pos.zig * n_pd + pos.pd, return_counts=True)
+    return rows // n_pd, rows % n_pd, count
+
+
+def group_by_structure(row_zig: torch.Tensor, row_pd: torch.Tensor, count: torch.Tensor,
+                       blocked: torch.Tensor) -> torch.Tensor:
+    """Group number of every ZIG: two ZIGs share one iff they own the same number of positions
+    in exactly the same parameter dims and are both pinned or both prunable (an exact key).
+
+    Rows are (ZIG, dim, count), sorted by ZIG then dim. A ZIG's key starts as (number of rows,
+    pinned) and absorbs its rows one place at a time: step ``j`` renumbers (key, j-th row) for
+    the ZIGs that have a j-th row with ids never used before, so keys stay exact and small."""
+    nz = blocked.numel()
+    length = torch.bincount(row_zig, minlength=nz)
+    _, pair = torch.unique(row_pd * (int(count.max()) + 1) + count, return_inverse=True)
+    n_pair = int(pair.max()) + 1
+    place = torch.arange(row_zig.numel()) - (torch.cumsum(length, 0) - length)[row_zig]
+    by_place = torch.argsort(place, stable=True)
+    key = length * 2 + blocked.long()
+    next_id = 2 * int(length.max()) + 2
+    for rows in torch.split(by_place, torch.bincount(place).tolist()):
+        zigs = row_zig[rows]
+        _, fresh = torch.unique(key[zigs] * n_pair + pair[rows], return_inverse=True)
+        key[zigs] = next_id + fresh
+        next_id += int(fresh.max()) + 1
+    return torch.unique(key, return_inverse=True)[1]
+
+
+def _layout(group_of_zig: torch.Tensor, pos: _Positions, reason: torch.Tensor) -> _Layout:
+    """Groups in order: prunable first, then by where their first position appears (parameter,
+    dim, index); ZIGs numbered by group, then by root atom."""
     n_groups = int(group_of_zig.max()) + 1
-
-    # groups in order: prunable first, then by where their first parameter appears
-    first_pd = torch.full((n_groups,), n_pd, dtype=torch.long).scatter_reduce_(
-        0, group_of_zig[row_zig], row_pd, reduce="amin")
-    g_blocked = torch.zeros(n_groups, dtype=torch.bool).scatter_(0, group_of_zig, blocked)
+    nz = group_of_zig.numel()
+    first = torch.full((n_groups,), pos.pd.numel(), dtype=torch.long).scatter_reduce_(
+        0, group_of_zig[pos.zig], torch.arange(pos.pd.numel()), reduce="amin")
+    g_blocked = torch.zeros(n_groups, dtype=torch.long).scatter_(
+        0, group_of_zig, (reason != _NO_REASON).long())
     rank = torch.empty(n_groups, dtype=torch.long)
-    rank[_stable_order(g_blocked.long(), first_pd)] = torch.arange(n_groups)
+    rank[_stable_order(g_blocked, first)] = torch.arange(n_groups)
     gz = rank[group_of_zig]
     sizes = torch.bincount(gz, minlength=n_groups)
-    starts = torch.cumsum(sizes, 0) - sizes
     zig_id = torch.empty(nz, dtype=torch.long)
-    zig_id[_stable_order(gz, zig_roots)] = torch.arange(nz)  # global id, by group then root
-    local = zig_id - starts[gz]
+    zig_id[_stable_order(gz, pos.zig_roots)] = torch.arange(nz)
     g_reason = torch.full((n_groups,), _NO_REASON, dtype=torch.long).scatter_reduce_(
         0, gz, reason, reduce="amin")
+    return _Layout(gz, zig_id, sizes, g_reason)
 
-    # every position, sorted by (group, parameter dim, ZIG, position): members are slices
-    pg, pl = gz[zig_of_pos], local[zig_of_pos]
-    order = _stable_order(pg, pd_of_pos, pl, pos_in_pd)
-    pg, pp, pos = pg[order], pd_of_pos[order], pos_in_pd[order]
+
+def _groups(pos: _Positions, layout: _Layout, reasons: list[str]) -> list[Group]:
+    """Every position sorted by (group, parameter dim, ZIG, index): members are slices."""
+    starts = torch.cumsum(layout.sizes, 0) - layout.sizes
+    local = layout.zig_id - starts[layout.group]
+    pg, pl = layout.group[pos.zig], local[pos.zig]
+    order = _stable_order(pg, pos.pd, pl, pos.index)
+    pg, pp, index = pg[order], pos.pd[order], pos.index[order]
     seg = torch.nonzero((pg[1:] != pg[:-1]) | (pp[1:] != pp[:-1])).flatten() + 1
-    bounds = [0] + seg.tolist() + [pg.numel()]
-    members: list[list[Member]] = [[] for _ in range(n_groups)]
+    bounds = [0, *seg.tolist(), pg.numel()]
+    sizes = layout.sizes.tolist()
+    members: list[list[Member]] = [[] for _ in sizes]
     for a, b in zip(bounds[:-1], bounds[1:]):
-        g, j = int(pg[a]), int(pp[a])
-        name, d, _ = pds[j]
-        members[g].append(Member(name, d, pos[a:b].reshape(int(sizes[g]), -1)))
+        g = int(pg[a])
+        name, d, _ = pos.pds[int(pp[a])]
+        members[g].append(Member(name, d, index[a:b].reshape(sizes[g], -1)))
     groups = []
-    for g in range(n_groups):
+    for g, reason in enumerate(layout.reason.tolist()):
         m0 = members[g][0]
         more = f" +{len(members[g]) - 1}" if len(members[g]) > 1 else ""
-        prunable = int(g_reason[g]) == _NO_REASON
-        groups.append(Group(f"{m0.param}[{m0.dim}]{more}", int(sizes[g]), members[g],
-                            prunable=prunable,
-                            reason=None if prunable else rec.reasons[int(g_reason[g])]))
+        prunable = reason == _NO_REASON
+        groups.append(Group(f"{m0.param}[{m0.dim}]{more}", sizes[g], members[g],
+                            prunable=prunable, reason=None if prunable else reasons[reason]))
+    return groups
 
-    zig_of_root = torch.full((rec.next_atom,), -1, dtype=torch.long)
-    ok = ~blocked
-    zig_of_root[zig_roots[ok]] = zig_id[ok]
-    zig_of_atom = zig_of_root[roots]
+
+def _search_space(traced: Traced, prop: Propagation, groups: list[Group],
+                  zig_of_atom: torch.Tensor) -> SearchSpace:
+    rec = prop.rec
     costs = CostModel([
         CostTerm.from_vectors(kind, unit, [zig_of_atom[v] for v in vecs], where)
         for kind, unit, vecs, where in rec.costs
