@@ -182,3 +182,14 @@ def test_frozen_parameters_are_not_pruned_and_metrics_match_the_weights():
     # what cannot be removed no longer counts towards a target
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="cannot be reached"):
         HESSO(space, lr=0.05, target_group_sparsity=0.95, **SCHED)
+
+
+def test_check_finite_false_leaves_the_guard_to_the_caller():
+    """Opting out (an AMP GradScaler already skips such steps): the step is taken, NaN and all,
+    and nothing is counted."""
+    model, space, opt = make_run(HESSO, lr=0.05, target_group_sparsity=0.4, check_finite=False,
+                                 **SCHED)
+    train_steps(model, opt, 0, 2)
+    _nan_step(model, opt, 2)
+    assert opt.metrics()["skipped_steps"] == 0
+    assert not all(bool(p.isfinite().all()) for p in model.parameters())
