@@ -94,24 +94,31 @@ def _roots(prop: Propagation) -> torch.Tensor:
 
 
 def _joint_axes(prop: Propagation) -> _Joint:
-    axes = [a for val in prop.labels.values()
-            for x in (val if isinstance(val, list) else [val]) if isinstance(x, Labels)
-            for a in x.axes if len(spans(a)) > 1]
-    ndim = max((a.dim() for a in axes), default=0)
-    partners, offset = [], 0
-    for a in axes:
-        shape = (1,) * (ndim - a.dim()) + tuple(a.shape)
-        flat = torch.arange(a.numel())
-        stride = torch.tensor([math.prod(shape[d + 1:]) for d in range(ndim)])
-        coords = torch.stack(torch.unravel_index(flat, shape))  # [ndim, numel]
-        partners.append(offset + flat - coords * stride[:, None])
-        offset += a.numel()
-    empty = torch.zeros(0, dtype=torch.long)
-    return _Joint(
-        torch.cat([a.reshape(-1) for a in axes]) if axes else empty,
-        torch.repeat_interleave(torch.arange(len(axes)),
-                                torch.tensor([a.numel() for a in axes], dtype=torch.long)),
-        torch.cat(partners, 1) if axes else empty.reshape(0, 0), len(axes), ndim)
+    """Flatten the joint axes one shape at a time (axes of one shape share their layout)."""
+    by_shape: dict[tuple[int, ...], list[torch.Tensor]] = {}
+    for val in prop.labels.values():
+        for x in val if isinstance(val, list) else [val]:
+            for a in x.axes if isinstance(x, Labels) else []:
+                if len(spans(a)) > 1:
+                    by_shape.setdefault(tuple(a.shape), []).append(a)
+    ndim = max((len(shape) for shape in by_shape), default=0)
+    atoms, partner, sizes, offset = [], [], [], 0
+    for shape, group in by_shape.items():
+        padded = (1,) * (ndim - len(shape)) + shape
+        numel = math.prod(padded)
+        flat = torch.arange(numel)
+        stride = torch.tensor([math.prod(padded[d + 1:]) for d in range(ndim)])
+        to_zero = flat - torch.stack(torch.unravel_index(flat, padded)) * stride[:, None]
+        starts = offset + numel * torch.arange(len(group))
+        partner.append((starts[None, :, None] + to_zero[:, None, :]).reshape(ndim, -1))
+        atoms.append(torch.stack(group).reshape(-1))
+        sizes += [numel] * len(group)
+        offset += numel * len(group)
+    axis = torch.repeat_interleave(torch.arange(len(sizes)),
+                                   torch.tensor(sizes, dtype=torch.long))
+    if not atoms:  # no joint axis at all
+        return _Joint(axis, axis, axis.reshape(0, 0), 0, 0)
+    return _Joint(torch.cat(atoms), axis, torch.cat(partner, 1), len(sizes), ndim)
 
 
 def _to_coarsen(joint: _Joint, roots: torch.Tensor, dirty: torch.Tensor) -> torch.Tensor:
