@@ -8,6 +8,7 @@ import trainonce
 from trainonce.graph.components import components
 from trainonce.graph.labels import Labels, Recorder, spans
 from trainonce.graph.propagate import Propagation
+from trainonce.space import build
 from trainonce.space.build import _roots, group_by_structure
 
 # -- grouping: an exact key -------------------------------------------------------------------
@@ -62,6 +63,17 @@ def test_grouping_matches_a_dictionary_of_row_sequences(seed):
     blocked = torch.rand(nz, generator=g) < 0.2
     group = group_by_structure(row_zig, row_pd, count, blocked)
     _assert_partition(group, _reference_groups(row_zig, row_pd, count, blocked))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_grouping_is_exact_when_every_hash_collides(monkeypatch, seed):
+    """The proposal is only a hash: with one that merges all ZIGs of one length, the check
+    must catch it and the groups be rebuilt exactly."""
+    def by_length_only(row_zig, place, pair, base):
+        return torch.unique(base, return_inverse=True)[1]
+
+    monkeypatch.setattr(build, "_hashed_groups", by_length_only)
+    test_grouping_matches_a_dictionary_of_row_sequences(seed)
 
 
 def test_groups_on_real_models_are_those_of_the_hashed_key():

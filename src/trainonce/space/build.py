@@ -235,18 +235,45 @@ def group_by_structure(row_zig: torch.Tensor, row_pd: torch.Tensor, count: torch
     """Group number of every ZIG: two ZIGs share one iff they own the same number of positions
     in exactly the same parameter dims and are both pinned or both prunable (an exact key).
 
-    Rows are (ZIG, dim, count), sorted by ZIG then dim. A ZIG's key starts as (number of rows,
-    pinned) and absorbs its rows one place at a time: step ``j`` renumbers (key, j-th row) for
-    the ZIGs that have a j-th row with ids never used before, so keys stay exact and small."""
-    nz = blocked.numel()
-    length = torch.bincount(row_zig, minlength=nz)
+    Rows are (ZIG, dim, count), sorted by ZIG then dim. A hash of each ZIG's row sequence
+    proposes the groups; every ZIG is then compared row by row with the first ZIG of its
+    group, and only if one differs (a collision) are the groups rebuilt place by place."""
+    length = torch.bincount(row_zig, minlength=blocked.numel())
+    start = torch.cumsum(length, 0) - length
+    place = torch.arange(row_zig.numel()) - start[row_zig]  # row's place inside its ZIG
     _, pair = torch.unique(row_pd * (int(count.max()) + 1) + count, return_inverse=True)
+    base = length * 2 + blocked.long()
+    group = _hashed_groups(row_zig, place, pair, base)
+    zig = torch.arange(group.numel())
+    first = torch.full_like(group, group.numel()).scatter_reduce_(0, group, zig, reduce="amin")
+    like_first = pair == pair[start[first[group][row_zig]] + place]  # same length: in range
+    if bool(like_first.all()):
+        return group
+    return _groups_place_by_place(row_zig, place, pair, base)
+
+
+_HASH_PRIME = (1 << 31) - 1
+
+
+def _hashed_groups(row_zig: torch.Tensor, place: torch.Tensor, pair: torch.Tensor,
+                   base: torch.Tensor) -> torch.Tensor:
+    """Proposed groups: equal ``base`` and equal polynomial hash of the row sequence."""
+    mult = torch.tensor([pow(1_000_003, j, _HASH_PRIME) for j in range(int(place.max()) + 1)])
+    term = (pair + 1) * mult[place] % _HASH_PRIME
+    h = torch.zeros_like(base).index_add_(0, row_zig, term) % _HASH_PRIME
+    _, b = torch.unique(base, return_inverse=True)
+    return torch.unique(b * _HASH_PRIME + h, return_inverse=True)[1]
+
+
+def _groups_place_by_place(row_zig: torch.Tensor, place: torch.Tensor, pair: torch.Tensor,
+                           base: torch.Tensor) -> torch.Tensor:
+    """Exact groups without hashing: a ZIG's key starts as ``base`` and absorbs its rows one
+    place at a time; step ``j`` renumbers (key, j-th row) for the ZIGs that have a j-th row
+    with ids never used before, so keys stay exact and small (one step per place)."""
     n_pair = int(pair.max()) + 1
-    place = torch.arange(row_zig.numel()) - (torch.cumsum(length, 0) - length)[row_zig]
-    by_place = torch.argsort(place, stable=True)
-    key = length * 2 + blocked.long()
-    next_id = 2 * int(length.max()) + 2
-    for rows in torch.split(by_place, torch.bincount(place).tolist()):
+    key = base.clone()
+    next_id = int(base.max()) + 1
+    for rows in torch.split(torch.argsort(place, stable=True), torch.bincount(place).tolist()):
         zigs = row_zig[rows]
         _, fresh = torch.unique(key[zigs] * n_pair + pair[rows], return_inverse=True)
         key[zigs] = next_id + fresh
