@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ..space import SearchSpace
-from .halfspace import HalfSpaceOptimizer
+from .halfspace import STATS_EVERY, HalfSpaceOptimizer
 from .saliency import DHSPG_DEFAULT_WEIGHTS, Criterion, check_weights
 
 
@@ -40,6 +40,7 @@ class DHSPG(HalfSpaceOptimizer):
         hat_lmbda_coeff: float | None = None,
         epsilon: float = 0.0,
         saliency_weights: Mapping[str | Criterion, float] | None = None,
+        stats_every: int = STATS_EVERY,
         **common: Any,
     ) -> None:
         super().__init__(space, lr, **common)
@@ -54,7 +55,7 @@ class DHSPG(HalfSpaceOptimizer):
         self.epsilon = epsilon
         self.saliency_weights = dict(saliency_weights or DHSPG_DEFAULT_WEIGHTS)
         check_weights(self.saliency_weights)
-        self._init_halfspace()
+        self._init_halfspace(stats_every)
 
     def _penalised(self) -> torch.Tensor:
         return self.gp & ~self.zero
@@ -66,12 +67,13 @@ class DHSPG(HalfSpaceOptimizer):
             min=self.lmbda, max=self.lmbda * self.hat_lmbda_coeff
         )
         bound = dsq * norm / (-dot).clamp(min=1e-30)
-        lam = torch.where(dot < 0, torch.minimum(adapt, bound), base)
-        # floor: the penalty alone takes ||x_g|| linearly to 0 by the end of the pruning phase
-        # (x_g *= 1 - 1/(steps left), HESSO's ramp), so the last step forces only groups that
-        # are already ~0. Without it, the forced step zeroed every G_p group at full norm and
-        # the accuracy fell to 10-45% (ResNet8, 5k MNIST) before training recovered part of it.
-        lr, left = self.param_groups[0]["lr"], self.schedule.end - self._step
-        if lr > 0 and left > 0:
-            lam = torch.maximum(lam, norm / (lr * left))
-        return lam
+        return torch.where(dot < 0, torch.minimum(adapt, bound), base)
+
+    def _floor_coef(self, t: int) -> float:
+        # lambda_g >= ||x_g|| / (lr * steps left): the penalty alone takes ||x_g|| linearly to 0
+        # by the end of the pruning phase (x_g *= 1 - 1/(steps left), HESSO's ramp), so the
+        # last step forces only groups that are already ~0. Without it the forced step zeroed
+        # every G_p group at full norm and the accuracy fell to 10-45% (ResNet8, 5k MNIST)
+        # before the remaining training recovered part of it.
+        lr, left = self.param_groups[0]["lr"], self.schedule.end - t
+        return 1.0 / (lr * left) if lr > 0 and left > 0 else 0.0

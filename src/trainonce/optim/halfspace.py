@@ -10,6 +10,7 @@ from typing import NamedTuple
 import torch
 
 from .base import ZigOptimizer
+from .rowscale import RowScale
 from .saliency import saliency_scores
 from .targets import Target
 from .zigview import ext
@@ -19,6 +20,9 @@ from .zigview import ext
 # CNN to 1 of 64 channels at target_group_sparsity=0.5 (digits: 66-78% accuracy vs 98% with the
 # guard) and the stem of ResNet8 to 1 of 16 at 50% FLOPs (5k MNIST: 96.3% vs 97.8%).
 SPREAD = 0.5
+
+# Default interval of the statistics steps (see `HalfSpaceOptimizer`); 1 measures every step.
+STATS_EVERY = 16
 
 
 def uniform_keep(target: Target) -> float:
@@ -78,29 +82,55 @@ class _Trial(NamedTuple):
 
 class HalfSpaceOptimizer(ZigOptimizer):
     """Subclasses define ``_lambdas(sq, dot, dsq, penalised)`` (per-ZIG lambda_g; ``dot`` is
-    ``<x_g, u_g>`` with the update ``u``, ``x_new = x - lr*u``) and ``_penalised()``.
+    ``<x_g, u_g>`` with the update ``u``, ``x_new = x - lr*u``) and ``_penalised()``; they may
+    add a coefficient floor (``_floor_coef``).
 
     G_p (the ZIGs that may become zero) is re-selected at every period start of the pruning
     phase with the full target, so the projection can never exceed the target. At the last
     pruning step the G_p groups not yet projected are set to zero (``forced`` in metrics).
+
+    Statistics steps (every ``stats_every``-th step of a period, and the last pruning step)
+    measure ``||x_g||^2``, ``<x_g, u_g>`` (and ``||u_g||^2``), take the exact half-space step
+    ``x - lr*(u + c*x)`` (``c`` the sum of the penalties ``lambda_g/||x_g||`` of the ZIGs an
+    entry lies in) and the projection test. The steps in between take the variant step and
+    then scale every penalised slice by ``max(1 - lr*c_g, 1/2)`` per ZIG dim with the last
+    measured coefficients (the floor recomputed): the measurements are the expensive part of
+    the step (several passes over every weight), this is one streaming multiply per dim.
     """
 
     saliency_weights: dict
     epsilon: float
     _needs_dsq = True
 
-    def _init_halfspace(self) -> None:
+    def _init_halfspace(self, stats_every: int) -> None:
+        if isinstance(stats_every, bool) or not isinstance(stats_every, int) or stats_every < 1:
+            raise ValueError(f"stats_every must be an integer >= 1, got {stats_every!r}")
+        self.stats_every = stats_every
         self.gp = torch.zeros(self.space.num_zigs, dtype=torch.bool)
         self.forced = 0
         self._pending: _Trial | None = None
         self._active_key: tuple[int, int] | None = None
         self._pen_dims: dict[int, list[int]] = {}
+        self._pen_dev: torch.Tensor | None = None
+        self._scaler: RowScale | None = None
+        # last measured penalty coefficient per ZIG (lambda_g / ||x_g||, 0 where unpenalised)
+        self._coef = torch.zeros(self.space.num_zigs, dtype=torch.float64)
+
+    def _stats_step(self, t: int) -> bool:
+        s = self.schedule
+        if not s.start <= t < s.end:
+            return False
+        return s.position(t)[1] % self.stats_every == 0 or t == s.end - 1
 
     def _needs_directions(self, t: int) -> bool:
-        return self.schedule.start <= t < self.schedule.end
+        return self._stats_step(t)
 
     def _penalised(self) -> torch.Tensor:
         raise NotImplementedError
+
+    def _floor_coef(self, t: int) -> float:
+        """A lower bound on every penalised ZIG's coefficient at step ``t`` (none: 0)."""
+        return 0.0
 
     def _choose_gp(self, dirs: dict[int, torch.Tensor]) -> torch.Tensor:
         """G_p for the full target: the least salient ZIGs, under `spread_guard`."""
@@ -113,32 +143,42 @@ class HalfSpaceOptimizer(ZigOptimizer):
     def _lambdas(self, sq, dot, dsq, penalised) -> torch.Tensor:
         raise NotImplementedError
 
+    def _refresh_dims(self, t: int) -> None:
+        """Per touched parameter, its ZIG dims holding penalised ZIGs (cached per period and
+        zero count: the penalised set changes only with them)."""
+        key = (self.schedule.position(t)[0], int(self.zero.sum()))
+        if self._active_key == key:
+            return
+        self._active_key = key
+        pen_cpu, cand_cpu = self._penalised(), self.gp & ~self.zero
+        pen_ext, act_ext = ext(pen_cpu, False), ext(pen_cpu | cand_cpu, False)
+        self._pen_dims = {
+            i: self.view.dims_touching(i, pen_ext)
+            for i in self.view.with_zigs
+            if self.view.touches(i, act_ext)
+        }
+        self._pen_dev = pen_cpu.to(self._device())
+        self._scaler = None
+
     @torch.no_grad()
     def _before_update(self, t: int, dirs: dict[int, torch.Tensor]) -> None:
-        s = self.schedule
-        if s.position(t)[1] == 0:
+        if self.schedule.position(t)[1] == 0:
             self.gp = self._choose_gp(dirs)
-        pen_cpu, cand_cpu = self._penalised(), self.gp & ~self.zero
-        key = (s.position(t)[0], int(self.zero.sum()))
-        if self._active_key != key:  # per touched param: its ZIG dims holding penalised ZIGs
-            self._active_key = key
-            pen_ext, act_ext = ext(pen_cpu, False), ext(pen_cpu | cand_cpu, False)
-            self._pen_dims = {
-                i: self.view.dims_touching(i, pen_ext)
-                for i in self.view.with_zigs
-                if self.view.touches(i, act_ext)
-            }
+        self._refresh_dims(t)
         dev = self._device()
         sub = {i: dirs[i] for i in self._pen_dims if i in dirs}
         sq, dsq, dot = self._reductions(sub, self._needs_dsq)
-        pen = pen_cpu.to(dev)
+        pen = self._pen_dev
         lam = self._lambdas(sq, dot, dsq, pen)
-        coef = torch.where(pen, lam / sq.sqrt().clamp(min=1e-30), torch.zeros_like(lam))
+        zero = torch.zeros_like(lam)
+        self._coef = torch.where(pen, lam / sq.sqrt().clamp(min=1e-30), zero)
+        coef = torch.where(pen, self._coef.clamp(min=self._floor_coef(t)), zero)
         # <x_g, d_g + c x_g> needs sum_g c x^2 with c the SUM of the penalties of every ZIG an
         # entry lies in: c_g ||x_g||^2 here, the cross-dim terms in `_apply`
         cross = torch.zeros(self.view.num_zigs + 1, dtype=torch.float64, device=dev)
         cross[:-1] = coef * sq
-        self._pending = _Trial(sq, dot, cand_cpu.to(dev), ext(coef, 0.0), cross)
+        cand = (self.gp & ~self.zero).to(dev)
+        self._pending = _Trial(sq, dot, cand, ext(coef, 0.0), cross)
 
     def _apply(self, i: int, p: torch.Tensor, d: torch.Tensor, group: dict) -> None:
         ks = self._pen_dims.get(i) if self._pending is not None else None
@@ -148,9 +188,25 @@ class HalfSpaceOptimizer(ZigOptimizer):
             self.view.scale_by_sum_(i, p, trial.coef_ext, -group["lr"], ks, tmp)
         super()._apply(i, p, d, group)
 
+    def _shrink(self, coef: torch.Tensor, scaler: RowScale | None = None) -> None:
+        """Between statistics steps: scale the slices of ``scaler`` (default: the penalised
+        dims) by ``max(1 - lr*coef, 1/2)`` per ZIG dim (``coef`` per ZIG, on the device)."""
+        if scaler is None:
+            if self._scaler is None:
+                self._scaler = RowScale(self.view, self._params, self._pen_dims, self._device())
+            scaler = self._scaler
+        lr = self.param_groups[0]["lr"]
+        scaler.mul_(self._params, ext((1.0 - lr * coef).clamp(min=0.5), 1.0))
+
     @torch.no_grad()
     def _after_update(self, t: int) -> None:
         if self._pending is None:
+            s = self.schedule
+            if s.start <= t < s.end:  # a step between statistics steps
+                self._refresh_dims(t)
+                self._coef = self._coef.to(self._device())
+                coef = self._coef.clamp(min=self._floor_coef(t))
+                self._shrink(torch.where(self._pen_dev, coef, torch.zeros_like(coef)))
             return
         tr, self._pending = self._pending, None
         lr = self.param_groups[0]["lr"]
@@ -170,8 +226,15 @@ class HalfSpaceOptimizer(ZigOptimizer):
         return out
 
     def _extra_state(self) -> dict[str, torch.Tensor]:
-        return {"gp": self.gp.clone(), "forced": torch.tensor(self.forced)}
+        return {
+            "gp": self.gp.clone(),
+            "forced": torch.tensor(self.forced),
+            "coef": self._coef.detach().cpu().clone(),
+        }
 
     def _load_extra_state(self, extra: dict[str, torch.Tensor]) -> None:
         self.gp = extra["gp"].bool().cpu().clone()
         self.forced = int(extra["forced"])
+        if "coef" in extra:  # checkpoints from before statistics steps: measured at the next one
+            self._coef = extra["coef"].double().cpu().clone()
+        self._active_key = None

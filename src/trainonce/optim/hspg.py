@@ -9,7 +9,8 @@ from typing import Any
 import torch
 
 from ..space import SearchSpace
-from .halfspace import HalfSpaceOptimizer
+from .halfspace import STATS_EVERY, HalfSpaceOptimizer
+from .rowscale import RowScale
 from .zigview import ext
 
 
@@ -39,6 +40,7 @@ class HSPG(HalfSpaceOptimizer):
         *,
         lmbda: float = 5e-2,
         epsilon: float = 0.0,
+        stats_every: int = STATS_EVERY,
         **common: Any,
     ) -> None:
         super().__init__(space, lr, **common)
@@ -47,19 +49,13 @@ class HSPG(HalfSpaceOptimizer):
         self.lmbda = lmbda
         self.epsilon = epsilon
         self.saliency_weights = {"magnitude": 1.0}
-        self._shrunk_mask: torch.Tensor | None = None
-        self._init_halfspace()
+        self._init_halfspace(stats_every)
+        self._warm_scaler: RowScale | None = None
 
     _needs_dsq = False  # constant lambda: ||d_g||^2 is not needed
 
     def _fast_steps(self, t: int) -> bool:  # the proximal warm-up is not a torch step either
         return t < self.schedule.end
-
-    def _shrunk(self, device: torch.device) -> torch.Tensor:
-        """``prunable`` with the "no ZIG" slot (False), on ``device``, built once."""
-        if self._shrunk_mask is None or self._shrunk_mask.device != device:
-            self._shrunk_mask = ext(self.prunable, False).to(device)
-        return self._shrunk_mask
 
     def _penalised(self) -> torch.Tensor:
         return self.prunable & ~self.zero
@@ -72,15 +68,22 @@ class HSPG(HalfSpaceOptimizer):
         super()._after_update(t)
         if t >= self.schedule.start or self.lmbda == 0:
             return
-        v = self.view
-        sq = torch.zeros(v.num_zigs + 1, dtype=torch.float64, device=self._device())
-        for i in v.with_zigs:
-            p = self._params[i]
-            v.add_sq(sq, i, p, self._scratch.get(p, 2))
-        lr = self.param_groups[0]["lr"]
-        scale = (1 - lr * self.lmbda / sq.sqrt().clamp(min=1e-30)).clamp(min=0.5)
-        # 1 on the "no ZIG" slot and on ZIGs this optimizer may not prune (frozen slices)
-        scale = torch.where(self._shrunk(scale.device), scale, 1.0)
-        for i in v.with_zigs:
-            p = self._params[i]
-            v.factors(i, p, scale).mul_(p)
+        # proximal warm-up: x_g *= max(1 - lr*lmbda/||x_g||, 1/2), the norms measured every
+        # stats_every steps (one pass over the weights); the ZIGs it may not prune keep 1
+        if t % self.stats_every == 0:
+            v = self.view
+            sq = torch.zeros(v.num_zigs + 1, dtype=torch.float64, device=self._device())
+            for i in v.with_zigs:
+                p = self._params[i]
+                v.add_sq(sq, i, p, self._scratch.get(p, 2))
+            coef = self.lmbda / sq[:-1].sqrt().clamp(min=1e-30)
+            self._coef = torch.where(self.prunable.to(coef.device), coef, 0.0)
+        if self._warm_scaler is None:
+            dims = {
+                i: self.view.dims_touching(i, ext(self.prunable, False))
+                for i in self.view.with_zigs
+            }
+            dims = {i: ks for i, ks in dims.items() if ks}
+            self._warm_scaler = RowScale(self.view, self._params, dims, self._device())
+        self._coef = self._coef.to(self._device())
+        self._shrink(self._coef, self._warm_scaler)
