@@ -96,12 +96,11 @@ def compare(model, space_fn, cls, variant, sched, grads, rounds, block=1, kw=Non
         t[None].append(timed_step(refs[None], block))
         t["ours"].append(timed_step(ours, block))
         t[True].append(timed_step(refs[True], block))
-    ratio = {
-        fe: statistics.median(a / b for a, b in zip(t["ours"], t[fe], strict=True))
-        for fe in (None, True)
-    }
+    per_round = {fe: [a / b for a, b in zip(t["ours"], t[fe], strict=True)] for fe in (None, True)}
+    ratio = {fe: statistics.median(r) for fe, r in per_round.items()}
+    spread = (min(per_round[None]), max(per_round[None]))
     ms = {k: 1e3 * statistics.median(v) for k, v in t.items()}
-    return dict(phase=ours.metrics()["phase"], ratio=ratio, ms=ms)
+    return dict(phase=ours.metrics()["phase"], ratio=ratio, ms=ms, spread=spread)
 
 
 def main() -> None:
@@ -155,13 +154,14 @@ def main() -> None:
         f"{load1[0]:.1f} after; absolute ms vary with load, ratios are from the same rounds.",
         "",
         "| optimizer | phase | ours ms | torch default ms | torch foreach ms "
-        "| ratio vs default | ratio vs foreach |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| ratio vs default | rounds min-max | ratio vs foreach |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in rows:
         lines.append(
             f"| {name} | {r['phase']} | {r['ms']['ours']:.0f} | {r['ms'][None]:.0f} | "
-            f"{r['ms'][True]:.0f} | {r['ratio'][None]:.2f}x | {r['ratio'][True]:.2f}x |"
+            f"{r['ms'][True]:.0f} | {r['ratio'][None]:.2f}x | {r['spread'][0]:.2f}-"
+            f"{r['spread'][1]:.2f} | {r['ratio'][True]:.2f}x |"
         )
     lines += [
         "",

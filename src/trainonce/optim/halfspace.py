@@ -1,5 +1,5 @@
-"""Half-space machinery shared by DHSPG and HSPG: group penalty lambda_g * x_g/||x_g|| added to
-the variant direction, half-space projection restricted to the target-sized set G_p.
+"""Half-space machinery shared by DHSPG and HSPG: G_p chosen under a spread guard, the group
+penalty lambda_g * x_g/||x_g||, and the half-space projection restricted to G_p.
 """
 
 from __future__ import annotations
@@ -58,10 +58,8 @@ def spread_guard(
     order = idx[torch.sort(s[idx], stable=True).indices]  # ascending score
     order = order[torch.sort(gid[order], stable=True).indices]  # grouped, order kept inside
     g = gid[order]
-    first = torch.cumsum(torch.bincount(g, minlength=n_groups), 0) - torch.bincount(
-        g, minlength=n_groups
-    )
-    rank = torch.arange(order.numel()) - first[g]
+    counts = torch.bincount(g, minlength=n_groups)
+    rank = torch.arange(order.numel()) - (torch.cumsum(counts, 0) - counts)[g]  # rank in group
     over = order[rank >= allowed[g]]
     # a shift far above any score, so that dividing by sqrt(relative cost) (FLOPs targets)
     # cannot mix the two tiers, and small enough that float64 keeps the order inside a tier
