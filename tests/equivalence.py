@@ -64,7 +64,7 @@ def check_slim(model: nn.Module, inputs, sparsities=(0.3, 0.7), seeds=(0, 1), mo
             assert n_slim < n_full
             assert n_slim == space.num_params(~zero)
             assert space.flops(~zero) < space.flops()
-    again = trainonce.analyze(slim, inputs, mode=mode)
+    again = trainonce.analyze(slim, inputs, mode="prune" if mode == "prune" else "both")
     assert again.num_params() == n_slim
     predicted = space.flops(~zero)  # exact cost model: what the slim model really costs
     assert abs(again.flops() - predicted) <= 1e-9 * predicted, (again.flops(), predicted)

@@ -3,7 +3,7 @@ sum or a concat, found with post-dominators (OTOv3's segments, as single-exit re
 
 A unit is the set of nodes whose every path to the outputs runs through one input ``v`` of a
 joint (an ``add`` or a ``cat``). It is removable when it holds trainable parameters, starts at a
-fan-out point (an input-derived value that also reaches the joint another way), and zeroing its
+fan-out point (an input-derived value that also reaches the outputs another way), and zeroing its
 parameters makes ``v`` exactly zero (checked with the op table's zero rules).
 """
 
@@ -56,6 +56,7 @@ class FlowGraph:
         self.args = [[self.index[a] for a in n.all_input_nodes if a in self.index]
                      for n in self.nodes]
         self.exit = len(self.nodes)  # a virtual node after the output
+        self.output = next(i for i, n in enumerate(self.nodes) if n.op == "output")
         self.ipdom = self._post_dominators()
         self.children: list[list[int]] = [[] for _ in range(self.exit + 1)]
         for i, p in enumerate(self.ipdom):
@@ -154,10 +155,11 @@ def _candidate(g: FlowGraph, vi: int, from_input: list[bool], param_of: dict, bu
     joints = [u for u in g.users[vi]]
     if not all(_is_joint(g.nodes[u]) for u in joints):
         return None  # its output is also used as such: not a branch
+    # a fan-out point: an input-derived value that feeds the region and also reaches the
+    # outputs another way (an embedding lookup or a chain has none)
     entries = {a for i in region for a in g.args[i] if a not in region and from_input[a]}
-    goals = set(joints)
-    if not any(g.reaches(e, goals, region) for e in entries):
-        return None  # no fan-out point: removing it would cut the path (a chain, an embedding)
+    if not any(g.reaches(e, {g.output}, region) for e in entries):
+        return None
     kind = "concat" if g.nodes[joints[0]].target in CAT_OPS else "sum"
     outside = {param_of[n.name] for i, n in enumerate(g.nodes)
                if n.name in param_of and i not in region}
