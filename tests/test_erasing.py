@@ -85,7 +85,7 @@ def test_removing_every_input_of_a_sum_is_invalid_and_refused():
     one = torch.tensor([True, False])
     assert space.valid(one) and not space.valid(both)
     space.set_zero(both)
-    with pytest.raises(ValueError, match=r"removing a\.\{0,2\}, b\.\{0,1\} leaves model output"):
+    with pytest.raises(ValueError, match=r"removing a\.\{0,2\}, b\.\{0,1\} leaves no input to add"):
         trainonce.construct_subnet(model, space)
 
 
