@@ -132,6 +132,11 @@ def _notes(diffs: dict[str, float], cmp: Comparison, rows: list[LayerRow]) -> li
         f"{dense - sum(r.after for r in rows)} of {dense} prunable channels removed "
         f"in {sum(r.after < r.before for r in rows)} of {len(rows)} layers",
     ]
+    noisy = [k for k, (d, s) in cmp.latency.items()
+             if abs(d.median - s.median) < (d.iqr + s.iqr) / 2]
+    if noisy:
+        notes.append(f"latency ({'; '.join(noisy)}): the dense-slim difference is within the "
+                     "spread of the timings, so it is not a measured speed-up or slow-down")
     if hasattr(os, "getloadavg"):
         notes.append(
             f"1-minute load average when timing: {os.getloadavg()[0]:.2f} on {os.cpu_count()} "
