@@ -35,6 +35,7 @@ from .setup import (
 # Options that fix what a run computes: given with --resume they would be silently ignored.
 TRAINING_OPTIONS = (
     "optimizer",
+    "mode",
     "variant",
     "target_flops",
     "target_params",
@@ -66,6 +67,12 @@ def add_parser(sub) -> None:
         help=f"{d.data} (default) | digits (built-in, offline) or module:function -> (train, test)",
     )
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help=f"default: {d.optimizer}")
+    p.add_argument(
+        "--mode",
+        choices=["prune", "erase", "both"],
+        help="remove channels (prune), whole branches/sublayers (erase), or both "
+        f"(default: {d.mode}; h2spg is made for erase/both)",
+    )
     p.add_argument("--variant", choices=["sgd", "adam", "adamw"], help=f"default: {d.variant}")
     t = p.add_mutually_exclusive_group()
     t.add_argument("--target-flops", type=float, metavar="F", help="FLOPs kept (default 0.5)")
@@ -141,7 +148,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
     out = args.out or f"runs/{model.replace(':', '_')}-{data.replace(':', '_')}-" + (
         time.strftime("%Y%m%d-%H%M%S")
     )
-    names = ("optimizer", "variant", "epochs", "batch_size", "lr", "lr_schedule")
+    names = ("optimizer", "mode", "variant", "epochs", "batch_size", "lr", "lr_schedule")
     names += ("weight_decay", "seed", "device")
     return RunConfig(
         model=model,
@@ -248,7 +255,7 @@ def _build(cfg: RunConfig, device: torch.device) -> _Job:
     adapt = _channel_adapter(cfg, built.in_channels, c_in)
     example = adapt(bundle.train[0][0].unsqueeze(0))
     model.eval()
-    space = trainonce.analyze(model, (example,))
+    space = trainonce.analyze(model, (example,), mode=cfg.mode)
     total = cfg.epochs * steps_per_epoch(len(bundle.train), cfg.batch_size)
     model.to(device)
     loss_fn = None

@@ -24,6 +24,7 @@ class RunConfig:
     model: str = "resnet8"
     data: str = "mnist"
     optimizer: str = "hesso"
+    mode: str = "prune"  # prune | erase | both (what `trainonce.analyze` removes)
     variant: str = "sgd"
     target_kind: str = "flops"  # flops | params | sparsity
     target: float = 0.5

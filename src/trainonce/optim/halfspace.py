@@ -53,12 +53,15 @@ class HalfSpaceOptimizer(ZigOptimizer):
     def _lambdas(self, sq, dot, dsq, penalised) -> torch.Tensor:
         raise NotImplementedError
 
+    def _selection_score(self, stats) -> torch.Tensor:
+        """Per-ZIG saliency at a period start (lowest: most redundant, chosen for G_p)."""
+        return saliency_scores(stats, self.saliency_weights, self.prunable & ~self.zero)
+
     @torch.no_grad()
     def _before_update(self, t: int, dirs: dict[int, torch.Tensor]) -> None:
         s = self.schedule
         if s.position(t)[1] == 0:
-            stats = self._stats(dirs)
-            score = saliency_scores(stats, self.saliency_weights, self.prunable & ~self.zero)
+            score = self._selection_score(self._stats(dirs))
             self.gp = self._select(self.target.fraction_at(1.0), score, self.zero)
         pen_cpu, cand_cpu = self._penalised(), self.gp & ~self.zero
         key = (s.position(t)[0], int(self.zero.sum()))
