@@ -163,3 +163,21 @@ def test_latency_tells_models_apart():
                         min_run_time=0.02)
     assert t["one"].blocks >= 4 and t["eight"].blocks >= 4
     assert t["one"].iqr >= 0 and 0 < t["one"].median < t["eight"].median
+
+
+def test_an_erased_structure_is_one_row():
+    """Erasing mode: a whole residual branch is one row, named as its group, kept or removed,
+    and what it loses is what the model loses."""
+    from trainonce.report.layers import STRUCTURE
+
+    model = build_model("resnet8", 10, 1).model.eval()
+    space = trainonce.analyze(model, (torch.randn(1, 1, 8, 8),), mode="erase")
+    keep = _keep_zeroing(space, {"layer1.{conv1,bn1,conv2,bn2}": 1})
+    rows = layer_rows(space, keep)
+    first = rows[0]
+    assert (first.name, first.unit, first.before, first.after) == (
+        "layer1.{conv1,bn1,conv2,bn2}", STRUCTURE, 1, 0)
+    assert all(r.after == 1 for r in rows[1:])
+    assert math.isclose(first.flops[0] - first.flops[1], space.flops() - space.flops(keep))
+    assert "| layer1.{conv1,bn1,conv2,bn2} | layer1.{conv1,bn1,conv2,bn2} | whole structure | " \
+        "removed |" in markdown(_cmp_only(), rows)

@@ -1,5 +1,6 @@
 """Per-layer view of a slim model: for every prunable group, the modules whose output it is, its
 channels (or heads) before and after, and the share of FLOPs and parameters kept where it acts.
+A structure of erasing mode (a whole branch) is one row, named as its group is, kept or removed.
 """
 
 from __future__ import annotations
@@ -7,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+STRUCTURE = "whole structure"  # erasing mode: a branch / sublayer, kept or removed
 
 
 @dataclass(frozen=True)
@@ -17,7 +20,7 @@ class LayerRow:
 
     modules: tuple[str, ...]
     group: str
-    unit: str  # "channels", "heads" or "groups of k channels"
+    unit: str  # "channels", "heads", "groups of k channels" or STRUCTURE
     before: int
     after: int
     flops: tuple[float, float]
@@ -104,12 +107,16 @@ def layer_rows(space, keep: torch.Tensor) -> list[LayerRow]:
     for i, g in enumerate(space.groups):
         if not g.prunable:
             continue
-        mods, width = _producers(g, space.model, ndim)
+        if getattr(g, "kind", "channel") == "structure":  # erasing mode: one whole unit
+            mods, unit = [g.name], STRUCTURE
+        else:
+            mods, width = _producers(g, space.model, ndim)
+            unit = _unit(width, space.model, mods[0])
         rows.append(
             LayerRow(
                 modules=tuple(mods),
                 group=g.name,
-                unit=_unit(width, space.model, mods[0]),
+                unit=unit,
                 before=g.size,
                 after=int(keep[g.offset : g.offset + g.size].sum()),
                 flops=(float(sums[0, i, 0]), float(sums[0, i, 1])),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .latency import Timing
-from .layers import LayerRow
+from .layers import STRUCTURE, LayerRow
 
 
 @dataclass
@@ -62,7 +62,8 @@ def layer_table(rows: list[LayerRow]) -> list[tuple[str, str, str, str, str, str
             r.name,
             r.group,
             r.unit,
-            f"{r.before} -> {r.after} ({r.kept_share:.0%})",
+            ("kept" if r.after else "removed") if r.unit == STRUCTURE
+            else f"{r.before} -> {r.after} ({r.kept_share:.0%})",
             _share(*r.flops),
             _share(*r.params),
         )
