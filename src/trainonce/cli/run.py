@@ -97,6 +97,12 @@ def add_parser(sub) -> None:
         help="on --resume, call the module:function model/data recorded in RUN_DIR",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--dense-baseline",
+        action=argparse.BooleanOptionalAction,
+        help="also train the dense model with the same recipe, for the report's accuracy row "
+        "(default: on for the built-in model, off with --model)",
+    )
     p.set_defaults(func=run)
 
 
@@ -307,15 +313,17 @@ def _train(job: _Job, cfg: RunConfig, run_dir: Path, state: dict | None, args) -
     )
 
 
-def _finish(job: _Job, cfg: RunConfig, run_dir: Path, history: list[dict]) -> dict:
+def _finish(job: _Job, cfg: RunConfig, run_dir: Path, history: list[dict], facts) -> dict:
     """Slim, check, export and report; on failure only config + checkpoint stay."""
     from .finish import finish
 
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("extra", "out")}
     b = job.bundle
     settings.update(train_size=len(b.train), test_size=len(b.test), steps=job.info["total_steps"])
+    settings["dense_baseline"] = bool(cfg.extra.get("dense_baseline"))
     try:
-        return finish(run_dir, settings, job.model, job.space, b, job.adapt, history, job.factory)
+        return finish(run_dir, settings, job.model, job.space, b, job.adapt, history, job.factory,
+                      facts)
     except BaseException:
         shutil.rmtree(run_dir / ".staging", ignore_errors=True)
         raise
@@ -332,16 +340,19 @@ def _resume_command(cfg: RunConfig, run_dir: Path) -> str:
 
 
 def _print_summary(s: dict, run_dir: Path, t0: float) -> None:
-    acc, fl = s["test_accuracy"], s["flops"]
+    acc, fl, base = s["test_accuracy"], s["flops"], s["dense_baseline_accuracy"]
+    vs = f"dense baseline {base:.2%} / " if base is not None else ""
     print(
         f"slim model: {s['params'][1]:,} params ({s['params'][1] / s['params'][0]:.1%}), "
-        f"FLOPs kept {fl[1] / fl[0]:.1%}, test accuracy dense {acc[0]:.2%} / slim {acc[1]:.2%}"
+        f"FLOPs kept {fl[1] / fl[0]:.1%}, test accuracy {vs}slim {acc[1]:.2%}"
     )
     print(f"report: {run_dir / 'report.html'}")
     print(f"done in {time.perf_counter() - t0:.1f} s")
 
 
 def run(args: argparse.Namespace) -> int:
+    from .baseline import train_baseline
+    from .record import record_start, run_facts
     from .train import Interrupted
 
     t0 = time.perf_counter()
@@ -351,12 +362,17 @@ def run(args: argparse.Namespace) -> int:
         cfg, state = _config(args), None
         run_dir = Path(cfg.out)
         check_output_dir(run_dir, resume=False)
+    record_start(cfg, args)
     torch.manual_seed(cfg.seed)
     job = _build(cfg, check_device(cfg.device))
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
+        t_train = time.perf_counter()
         history = _train(job, cfg, run_dir, state, args)
+        facts = run_facts(cfg, job.opt, state, time.perf_counter() - t_train)
+        if cfg.extra.get("dense_baseline"):
+            facts.baseline = train_baseline(job, cfg, run_dir, not args.no_progress)
     except Interrupted as exc:
         print(f"\n{exc}\nresume with: {_resume_command(cfg, run_dir)}")
         return 130
@@ -364,5 +380,5 @@ def run(args: argparse.Namespace) -> int:
         if created and not (run_dir / "checkpoint.pt").exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
         raise
-    _print_summary(_finish(job, cfg, run_dir, history), run_dir, t0)
+    _print_summary(_finish(job, cfg, run_dir, history, facts), run_dir, t0)
     return 0
