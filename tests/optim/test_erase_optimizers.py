@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from erasing_models import SuperNet
 
 import trainonce
-from trainonce.optim import DHSPG, H2SPG, HESSO, HESSOCRIC, HSPG
+from trainonce.optim import ATO, DHSPG, H2SPG, HESSO, HESSOCRIC, HSPG
 
-CLASSES = [HESSO, HESSOCRIC, DHSPG, HSPG, H2SPG]
+CLASSES = [HESSO, HESSOCRIC, DHSPG, HSPG, H2SPG, ATO]
 
 
 def batch(step: int, n: int = 16):
@@ -25,12 +25,12 @@ def batch(step: int, n: int = 16):
     return x, y
 
 
-def run(cls, mode: str, steps: int = 16, stop: int | None = None, seed: int = 0, state=None):
+def run(cls, mode: str, steps: int = 30, stop: int | None = None, seed: int = 0, state=None):
     torch.manual_seed(seed)
     model = SuperNet(c=4, cells=2, nodes=2)
     space = trainonce.analyze(model, batch(0)[0], mode=mode)
     kw = dict(target_group_sparsity=0.5) if cls is HSPG else dict(target_flops=0.5)
-    if cls is HESSOCRIC:
+    if cls.needs_loss_fn:
         xb, yb = batch(-1, 32)
         kw["loss_fn"] = lambda: F.cross_entropy(model(xb), yb)
     opt = cls(space, lr=0.05, total_steps=steps, **kw)
