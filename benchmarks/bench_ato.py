@@ -142,19 +142,21 @@ QUICK = dict(seeds=1, epochs={"digits": 6, "mnist5k": 4}, keeps="0.1,0.05", data
 FULL = dict(
     seeds=3,
     epochs={"digits": 20, "mnist5k": 30},
-    keeps="0.5,0.3,0.1,0.05",
+    keeps="0.1,0.05,0.5,0.3",  # the goal budgets first
     datasets="mnist5k,digits",
 )
 
 
-def table(ds: str, args, cfg, seeds, specs) -> list[str]:
+def table(ds: str, args, cfg, seeds, specs, lines: list[str], save) -> None:
+    """Appends the dataset's rows to ``lines``, calling ``save()`` after each (a long run that
+    is stopped keeps what it measured)."""
     t_start = time.time()
     data, held = split(load(ds))
     ep = args.epochs or cfg["epochs"][ds]
     dense = [train(data, held, None, {}, 1.0, s, ep) for s in seeds]
     dense_acc = [acc(r[0], data) for r in dense]
     dense_secs = statistics.mean(r[2] for r in dense)
-    lines = [
+    lines += [
         f"## {ds} ({len(data[1])} train + {len(held[1])} held out / {len(data[3])} test, {ep} "
         f"epochs, seeds {', '.join(map(str, seeds))})",
         "",
@@ -180,8 +182,9 @@ def table(ds: str, args, cfg, seeds, specs) -> list[str]:
                 f"| {statistics.mean(secs) / dense_secs:.2f}x | {statistics.median(lat):.2f}x |"
             )
             lines.append(row)
+            save()
             print(ds, row, f"[{time.time() - t_start:.0f}s]", flush=True)
-    return lines
+    lines.append("")
 
 
 def main() -> None:
@@ -217,9 +220,22 @@ def main() -> None:
         f"fine-tuned 40%. {args.threads} thread(s), torch {torch.__version__}.",
         "",
     ]
-    for ds in (args.datasets or cfg["datasets"]).split(","):
-        lines += table(ds, args, cfg, seeds, specs) + [""]
-    if not args.no_overhead:
+    custom = args.quick or args.keeps or args.epochs or args.seeds or args.datasets
+    out = args.out or os.path.join(HERE, "results", "ato_quick.md" if custom else "ato.md")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+
+    def save(final: bool = False) -> None:
+        tail = [
+            f"Wall time {time.time() - t0:.0f} s{'' if final else ' so far (still running)'}; "
+            f"load (1-min average, 2 shared cores) {load0:.1f} at start, "
+            f"{os.getloadavg()[0]:.1f} now. Command: python benchmarks/bench_ato.py "
+            + " ".join(os.sys.argv[1:])
+        ]
+        with open(out + ".tmp", "w") as f:
+            f.write("\n".join(lines + tail) + "\n")
+        os.replace(out + ".tmp", out)
+
+    if not args.no_overhead:  # first: short, and measured before the long table
         ds = (args.datasets or cfg["datasets"]).split(",")[0]
         data, held = split(load(ds))
         ato_kw = next((parse_method(s)[1] for s in specs if s.startswith("ATO")), {})
@@ -233,19 +249,12 @@ def main() -> None:
                 f"every {o['every']} step(s) ({o['ctl_calls']} updates).",
                 "",
             ]
-    lines.append(
-        f"Wall time {time.time() - t0:.0f} s; load (1-min average, 2 shared cores) {load0:.1f} "
-        f"at start, {os.getloadavg()[0]:.1f} at end. Command: python benchmarks/bench_ato.py "
-        + " ".join(a for a in os.sys.argv[1:])
-    )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    custom = args.quick or args.keeps or args.epochs or args.seeds or args.datasets
-    out = args.out or os.path.join(HERE, "results", "ato_quick.md" if custom else "ato.md")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(out + ".tmp", out)
+            print(lines[-2], flush=True)
+        save()
+    for ds in (args.datasets or cfg["datasets"]).split(","):
+        table(ds, args, cfg, seeds, specs, lines, save)
+    save(final=True)
+    print(open(out).read())
 
 
 if __name__ == "__main__":

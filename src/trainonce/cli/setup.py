@@ -18,6 +18,18 @@ from ..optim.registry import OPTIMIZERS, optimizer_class  # noqa: F401 (run's --
 
 CONFIG_NAME = "config.json"
 
+# --optimizer's default, by the share of FLOPs/params kept: (upper bound, name), first match.
+# From benchmarks/results/ato.md (ResNet8, 5k MNIST, 3 seeds, the same epochs for every method).
+DEFAULT_OPTIMIZER_BY_KEPT: tuple[tuple[float, str], ...] = ((0.2, "ato"), (1.0, "hesso-cric"))
+DEFAULT_OPTIMIZER_SPARSITY = "hesso"  # a group-sparsity target (ATO takes none)
+
+
+def default_optimizer(kind: str, target: float) -> str:
+    """The optimizer ``run`` uses when ``--optimizer`` is not given, for this target."""
+    if kind == "sparsity":
+        return DEFAULT_OPTIMIZER_SPARSITY
+    return next(name for upper, name in DEFAULT_OPTIMIZER_BY_KEPT if target <= upper)
+
 
 @dataclass
 class RunConfig:
