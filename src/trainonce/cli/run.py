@@ -21,12 +21,15 @@ from torch import nn
 from torch.utils.data import Subset, default_collate
 
 from .setup import (
+    DEFAULT_OPTIMIZER_BY_KEPT,
+    DEFAULT_OPTIMIZER_SPARSITY,
     OPTIMIZERS,
     RunConfig,
     build_optimizer,
     check_device,
     check_output_dir,
     check_target,
+    default_optimizer,
     load_config,
     optimizer_class,
     save_config,
@@ -66,7 +69,13 @@ def add_parser(sub) -> None:
         "--data",
         help=f"{d.data} (default) | digits (built-in, offline) or module:function -> (train, test)",
     )
-    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help=f"default: {d.optimizer}")
+    p.add_argument(
+        "--optimizer",
+        choices=sorted(OPTIMIZERS),
+        help="default: by target, "
+        + ", ".join(f"{name} up to {upper:g} kept" for upper, name in DEFAULT_OPTIMIZER_BY_KEPT)
+        + f", {DEFAULT_OPTIMIZER_SPARSITY} for --target-sparsity",
+    )
     p.add_argument(
         "--mode",
         choices=["prune", "erase", "both"],
@@ -148,7 +157,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
     out = args.out or f"runs/{model.replace(':', '_')}-{data.replace(':', '_')}-" + (
         time.strftime("%Y%m%d-%H%M%S")
     )
-    names = ("optimizer", "mode", "variant", "epochs", "batch_size", "lr", "lr_schedule")
+    names = ("mode", "variant", "epochs", "batch_size", "lr", "lr_schedule")
     names += ("weight_decay", "seed", "device")
     return RunConfig(
         model=model,
@@ -156,6 +165,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
         target_kind=kind,
         target=target,
         out=out,
+        optimizer=args.optimizer or default_optimizer(kind, target, _given(args, "mode")),
         **{n: _given(args, n) for n in names},
     )
 
