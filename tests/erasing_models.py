@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trainonce.zoo.resnet import BasicBlock
+
 
 def conv_bn(cin: int, cout: int, k: int = 3, groups: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, 1, k // 2, groups=groups, bias=False),
@@ -107,3 +109,39 @@ class TwoBranches(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         return self.head((self.a(x) + self.b(x)).mean((2, 3)))
+
+
+class DeepResNet(nn.Module):
+    """The built-in ResNet8 (`trainonce.zoo.resnet`) with ``blocks`` BasicBlocks per stage
+    (ResNet-(6 * blocks + 2)): stages of width w, 2w, 4w, the first block of stages 2 and 3
+    downsampling with a conv shortcut; global pool, linear. Depth to erase."""
+
+    def __init__(self, blocks: int = 3, width: int = 8, num_classes: int = 10,
+                 in_channels: int = 1) -> None:
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, w, 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(w), nn.ReLU())
+        layers: list[nn.Module] = []
+        cin = w
+        for stage, cout in enumerate((w, 2 * w, 4 * w)):
+            for b in range(blocks):
+                layers.append(BasicBlock(cin, cout, 2 if stage > 0 and b == 0 else 1))
+                cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.layers(self.stem(x)).mean((2, 3)))
+
+
+class PooledSuperNet(SuperNet):
+    """`SuperNet` with a 2x2 max-pool after every cell (a weight-free reduction, as DARTS'
+    reduction cells): without it two cells see 9x9 pixels of a 14x14 digit and the dense
+    supernet stops near 88% on MNIST; with it, 96%."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for cell in self.cells:
+            x = nn.functional.max_pool2d(cell(x), 2)
+        return self.head(x.mean((2, 3)))
