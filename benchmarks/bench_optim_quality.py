@@ -1,5 +1,6 @@
 """Accuracy vs FLOPs kept for HESSO, HESSO-CRIC, DHSPG, HSPG (and Torch-Pruning), from scratch on
 real data, with slim/dense latency. Usage: [--quick] [--seeds N] [--datasets digits,mnist5k]
+[--methods DHSPG,HESSO] [--keeps 0.5,0.3] [--epochs N] [--tag NAME] (NAME goes into the file name)
 """
 
 from __future__ import annotations
@@ -177,11 +178,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--datasets", default=None, help="comma list of digits, mnist5k")
     ap.add_argument("--no-tp", action="store_true", help="skip the Torch-Pruning baseline")
+    ap.add_argument("--methods", default=None, help="comma list (default: all, Torch-Pruning too)")
+    ap.add_argument("--keeps", default=None, help="comma list of FLOPs shares to keep")
+    ap.add_argument("--epochs", type=int, default=None, help="override the per-dataset epochs")
+    ap.add_argument("--tag", default="", help="suffix of the results file name")
     args = ap.parse_args()
     cfg = QUICK if args.quick else FULL
     torch.set_num_threads(args.threads)
     seeds = list(range(args.seeds or cfg["seeds"]))
     methods = list(METHODS) + ([] if args.no_tp else ["Torch-Pruning"])
+    if args.methods:
+        methods = args.methods.split(",")
+        unknown = set(methods) - set(METHODS) - {"Torch-Pruning"}
+        if unknown:
+            ap.error(f"unknown methods {sorted(unknown)}; known: {[*METHODS, 'Torch-Pruning']}")
+    keeps = [float(k) for k in args.keeps.split(",")] if args.keeps else cfg["keeps"]
     widths = 16  # the built-in resnet8 of `trainonce run`: stages 16/32/64
     load0 = os.getloadavg()[0]
     header = [
@@ -200,7 +211,7 @@ def main() -> None:
     for ds in (args.datasets or cfg["datasets"]).split(","):
         t_start, lines = time.time(), list(header)
         data = load(ds)
-        ep = cfg["epochs"][ds]
+        ep = args.epochs or cfg["epochs"][ds]
         dense_runs = [train(data, None, 1.0, s, ep, widths)[0] for s in seeds]
         dense_acc = [acc(m, data) for m in dense_runs]
         lines += [
@@ -211,7 +222,7 @@ def main() -> None:
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
         xlat = data[2][:256]
-        for keep in cfg["keeps"]:
+        for keep in keeps:
             for name in methods:
                 accs, kept, lat = [], [], []
                 for s in seeds:
@@ -237,7 +248,7 @@ def main() -> None:
         text = "\n".join(lines) + "\n"
         print(text)
         # one file per dataset, written as soon as it is done (a long run keeps what it has)
-        name = f"optim_quality_{ds}{'_quick' if args.quick else ''}.md"
+        name = f"optim_quality_{ds}{'_quick' if args.quick else ''}{args.tag}.md"
         out = os.path.join(HERE, "results", name)
         os.makedirs(os.path.dirname(out), exist_ok=True)
         with open(out, "w") as f:

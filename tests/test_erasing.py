@@ -85,7 +85,7 @@ def test_removing_every_input_of_a_sum_is_invalid_and_refused():
     one = torch.tensor([True, False])
     assert space.valid(one) and not space.valid(both)
     space.set_zero(both)
-    with pytest.raises(ValueError, match=r"removing a\.\{0,2\}, b\.\{0,1\} leaves model output"):
+    with pytest.raises(ValueError, match=r"removing a\.\{0,2\}, b\.\{0,1\} leaves no input to add"):
         trainonce.construct_subnet(model, space)
 
 
@@ -144,3 +144,49 @@ def test_both_mode_slims_exactly_on_transformers(name):
     model, inputs = HF[name]()
     make_zeroing_visible(model, inputs)
     check_slim(model, inputs, mode="both")
+
+
+# ----- whole transformer layers leave their ModuleList ------------------------------------
+def test_a_layer_without_attention_and_mlp_is_deleted_and_round_trips(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.LlamaConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                                   num_key_value_heads=2, intermediate_size=64, vocab_size=64,
+                                   head_dim=8)
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(cfg)
+    inputs = {"input_ids": torch.randint(0, 64, (2, 6)), "use_cache": False}
+    make_zeroing_visible(model, inputs)
+    space = trainonce.analyze(model, inputs, mode="both")
+    zero = torch.zeros(space.num_zigs, dtype=torch.bool)
+    for g in space.groups:
+        if g.prunable and (g.kind == "channel" and g.size > 1 or ".layers.1." in g.name):
+            zero[g.offset] = True  # one channel of every group, and all of layer 1
+    space.set_zero(zero)
+    with torch.no_grad():
+        want = model(**inputs).logits
+    slim = trainonce.construct_subnet(model, space)
+    assert isinstance(slim, transformers.LlamaForCausalLM)  # the model's own class
+    assert len(slim.model.layers) == 2 and slim.config.num_hidden_layers == 2
+    assert [layer.self_attn.layer_idx for layer in slim.model.layers] == [0, 1]
+    with torch.no_grad():
+        got = slim(**inputs).logits
+    assert (got - want).abs().max() <= 1e-5 * want.abs().max()
+    assert sum(p.numel() for p in slim.parameters()) == space.num_params(~zero)
+    trainonce.hf.save_pretrained(slim, tmp_path / "slim")
+    again = trainonce.hf.from_pretrained(tmp_path / "slim")
+    with torch.no_grad():
+        assert torch.equal(again(**inputs).logits, got)
+
+
+def test_a_post_norm_layer_is_not_deleted_but_erased_in_the_program():
+    model, inputs = HF["bert"]()
+    make_zeroing_visible(model, inputs)
+    space = trainonce.analyze(model, inputs, mode="erase")
+    zero = torch.tensor([".layer.1." in g.name for g in space.groups])
+    space.set_zero(zero)
+    with torch.no_grad():
+        want = model(**inputs).logits
+    slim = trainonce.construct_subnet(model, space)  # LayerNorms stay: not an identity layer
+    assert not isinstance(slim, type(model))
+    with torch.no_grad():
+        assert (slim(**inputs).logits - want).abs().max() <= 1e-5 * want.abs().max()

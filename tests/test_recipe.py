@@ -51,8 +51,11 @@ def test_malformed_or_misplaced_structures_are_refused():
     data.update(structures=[{"module": "2"}], weights_sha256="0" * 64)
     with pytest.raises(ValueError, match="'structures' must list"):
         Recipe.from_json(json.dumps(data))
-    data.update(structures=[{"name": "2", "zig": 0}])  # an eager recipe of mode "prune"
-    with pytest.raises(ValueError, match="'structures' needs a 'program' recipe"):
+    data.update(structures=[{"name": "2", "zig": 0}])  # a recipe of mode "prune"
+    with pytest.raises(ValueError, match="'structures' needs a recipe made in mode 'erase'"):
+        Recipe.from_json(json.dumps(data))
+    data.update(mode="erase")  # eager: must name the deleted layer
+    with pytest.raises(ValueError, match="must name the deleted 'layer'"):
         Recipe.from_json(json.dumps(data))
     data.update(mode="cut")
     with pytest.raises(ValueError, match="'mode' is 'cut'"):

@@ -4,13 +4,65 @@ the variant direction, half-space projection restricted to the target-sized set 
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 
 from .base import ZigOptimizer
 from .saliency import saliency_scores
+from .targets import Target
 from .zigview import ext
+
+# G_p never takes a group below SPREAD times the share a uniform cut would keep (see
+# `spread_guard`). Without the guard, DHSPG's saliency cut the middle layer of a plain 32/64/128
+# CNN to 1 of 64 channels at target_group_sparsity=0.5 (digits: 66-78% accuracy vs 98% with the
+# guard) and the stem of ResNet8 to 1 of 16 at 50% FLOPs (5k MNIST: 96.3% vs 97.8%).
+SPREAD = 0.5
+
+
+def uniform_keep(target: Target) -> float:
+    """Share of every group's ZIGs a uniform cut keeps to meet ``target``: ``1 - s`` for group
+    sparsity, ``sqrt(f)`` for FLOPs/params (a layer's cost scales with its input and output
+    widths)."""
+    if target.kind == "group_sparsity":
+        return 1.0 - target.value
+    return math.sqrt(target.value)
+
+
+def spread_guard(
+    score: torch.Tensor,
+    alive: torch.Tensor,
+    gid: torch.Tensor,
+    prunable: torch.Tensor,
+    keep_share: float,
+) -> torch.Tensor:
+    """``score`` (float64, CPU) with, in every group, the ``alive`` ZIGs whose removal would
+    leave fewer than ``ceil(keep_share * n)`` of its ``n`` prunable ZIGs (the already removed
+    ones counted) moved behind every other candidate, in their own order: no group is emptied
+    before the others while the target can be met without it; if it cannot, selection still
+    reaches the target, taking the least salient of them first. Vectorised (no loop over ZIGs
+    or groups)."""
+    s = score.detach().double().cpu().clone()
+    idx = torch.nonzero(alive).flatten()
+    if idx.numel() == 0:
+        return s
+    n_groups = int(gid.max()) + 1
+    size = torch.bincount(gid[prunable], minlength=n_groups)
+    gone = torch.bincount(gid[prunable & ~alive], minlength=n_groups)
+    allowed = (size - torch.ceil(size * keep_share).long() - gone).clamp(min=0)
+    order = idx[torch.sort(s[idx], stable=True).indices]  # ascending score
+    order = order[torch.sort(gid[order], stable=True).indices]  # grouped, order kept inside
+    g = gid[order]
+    first = torch.cumsum(torch.bincount(g, minlength=n_groups), 0) - torch.bincount(
+        g, minlength=n_groups
+    )
+    rank = torch.arange(order.numel()) - first[g]
+    over = order[rank >= allowed[g]]
+    # a shift far above any score, so that dividing by sqrt(relative cost) (FLOPs targets)
+    # cannot mix the two tiers, and small enough that float64 keeps the order inside a tier
+    s[over] += 1e6 * (1.0 + float(s[idx].abs().max()))
+    return s
 
 
 class _Trial(NamedTuple):
@@ -50,6 +102,16 @@ class HalfSpaceOptimizer(ZigOptimizer):
     def _penalised(self) -> torch.Tensor:
         raise NotImplementedError
 
+    def _choose_gp(self, dirs: dict[int, torch.Tensor]) -> torch.Tensor:
+        """G_p for the full target: the least salient ZIGs, channels under `spread_guard`
+        (a structure is a size-1 group: it may go whole, as far as validity allows)."""
+        alive = self.prunable & ~self.zero
+        score = self._selection_score(self._stats(dirs))
+        keep = SPREAD * uniform_keep(self.target)
+        guarded = alive if self.pool.structures is None else alive & ~self.pool.structures
+        score = spread_guard(score, guarded, self.pool.gid, self.prunable, keep)
+        return self._select(self.target.fraction_at(1.0), score, self.zero)
+
     def _lambdas(self, sq, dot, dsq, penalised) -> torch.Tensor:
         raise NotImplementedError
 
@@ -61,8 +123,7 @@ class HalfSpaceOptimizer(ZigOptimizer):
     def _before_update(self, t: int, dirs: dict[int, torch.Tensor]) -> None:
         s = self.schedule
         if s.position(t)[1] == 0:
-            score = self._selection_score(self._stats(dirs))
-            self.gp = self._select(self.target.fraction_at(1.0), score, self.zero)
+            self.gp = self._choose_gp(dirs)
         pen_cpu, cand_cpu = self._penalised(), self.gp & ~self.zero
         key = (s.position(t)[0], int(self.zero.sum()))
         if self._active_key != key:  # per touched param: its ZIG dims holding penalised ZIGs

@@ -54,7 +54,7 @@ class Erasing:
         notes = []
         if found:
             notes.append(f"erasing: {len(removable)} of {len(found)} structures are removable")
-        return cls(groups, of_atom, removable, Hierarchy(g, traced.user_inputs, removable),
+        return cls(groups, of_atom, removable, Hierarchy(g, removable),
                    notes)
 
     def costs(self, rec: Recorder, zig_of_atom: torch.Tensor) -> CostModel:

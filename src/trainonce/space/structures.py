@@ -279,34 +279,23 @@ def _drop_outer(structures: list[Structure]) -> list[Structure]:
 
 
 class Hierarchy:
-    """Which sets of structures may go together: every model output must keep a path from the
-    inputs (OTOv3's validity, a search on the traced graph with the removed regions cut out).
-    Results are cached per set of removed structures, so selections that only add channel ZIGs
-    cost one dictionary lookup."""
+    """Which sets of structures may go together. A removed structure's output is zero; a sum or
+    concat whose inputs are all removed is zero too; such a zero value may only feed sums and
+    concats (which then lose that input) or other removed structures, never a live op or an
+    output (it would make them constant: OTOv3's validity, no path from the inputs). Results
+    are cached per set of removed structures, so selections that only add channel ZIGs cost
+    one dictionary lookup."""
 
-    def __init__(self, g: FlowGraph, user_inputs: list[str],
-                 units: list[tuple[Structure, int]]) -> None:
+    def __init__(self, g: FlowGraph, units: list[tuple[Structure, int]]) -> None:
         self.users = g.users
-        self.sources = [i for i, n in enumerate(g.nodes) if n.name in user_inputs]
-        out = next(n for n in g.nodes if n.op == "output")
-        flat = fx.node.map_arg(out.args[0], lambda a: a)
-        self.outputs = [g.index[a] for a in _leaves(flat) if a in g.index]
-        self.units = {z: (s.name, [g.index[n] for n in g.nodes if n.name in s.nodes],
-                          [g.index[n] for n in g.nodes if n.name in s.joints]) for s, z in units}
+        self.names = [n.name for n in g.nodes]
+        self.joints = {i: [g.index[a] for a in _joint_inputs(n)] for i, n in enumerate(g.nodes)
+                       if n.op == "call_function" and _is_joint(n)}
+        self.units = {z: (s.name, g.index[_node(g, s.exit)],
+                          {i for i, n in enumerate(g.nodes) if n.name in s.nodes})
+                      for s, z in units}
         self.zigs = torch.tensor(sorted(self.units), dtype=torch.long)
-        reached = self._reach(set())
-        self.outputs = [o for o in self.outputs if o in reached]  # input-independent: ignored
         self._memo: dict[tuple[int, ...], str | None] = {}
-
-    def _reach(self, removed: set[int]) -> set[int]:
-        seen = set(self.sources)
-        stack = list(self.sources)
-        while stack:
-            for u in self.users[stack.pop()]:
-                if u not in seen and u not in removed:
-                    seen.add(u)
-                    stack.append(u)
-        return seen
 
     def removed_units(self, zero: torch.Tensor) -> tuple[int, ...]:
         if self.zigs.numel() == 0:
@@ -325,23 +314,40 @@ class Hierarchy:
         return self._memo[key]
 
     def _check(self, key: tuple[int, ...]) -> str | None:
-        removed = {i for z in key for i in self.units[z][1]}
-        reached = self._reach(removed)
-        cut = [k for k, o in enumerate(self.outputs) if o not in reached]
-        if not cut:
-            return None
-        culprits = [self.units[z][0] for z in key
-                    if any(j not in reached for j in self.units[z][2])]
-        names = ", ".join(culprits or [self.units[z][0] for z in key])
-        return (f"removing {names} leaves model output {cut[0]} without a path from the "
-                "inputs (every input of the sum or concat it feeds is removed)")
+        removed = {i for z in key for i in self.units[z][2]}
+        zero = {self.units[z][1] for z in key}
+        for j in sorted(self.joints):  # graph order: a joint's inputs are settled before it
+            ins = self.joints[j]
+            if ins and all(i in zero for i in ins):
+                zero.add(j)
+        for i in sorted(zero):
+            bad = [u for u in self.users[i] if u not in removed and u not in self.joints]
+            if bad:
+                culprits = [self.units[z][0] for z in key
+                            if self.units[z][1] == i or self._feeds(z, i, zero)]
+                return (f"removing {', '.join(culprits or [self.units[z][0] for z in key])} "
+                        f"leaves no input to {self.names[i]}, which feeds "
+                        f"{self.names[bad[0]]} (no path from the model inputs)")
+        return None
+
+    def _feeds(self, z: int, joint: int, zero: set[int]) -> bool:
+        """Whether unit ``z``'s output reaches ``joint`` through zero joints only."""
+        stack, seen = [self.units[z][1]], set()
+        while stack:
+            i = stack.pop()
+            if i == joint:
+                return True
+            for u in self.users[i]:
+                if u in zero and u not in seen:
+                    seen.add(u)
+                    stack.append(u)
+        return False
 
 
-def _leaves(x: object) -> list[fx.Node]:
-    if isinstance(x, fx.Node):
-        return [x]
-    if isinstance(x, (list, tuple)):
-        return [n for v in x for n in _leaves(v)]
-    if isinstance(x, dict):
-        return [n for v in x.values() for n in _leaves(v)]
-    return []
+def _joint_inputs(n: fx.Node) -> list[fx.Node]:
+    args = n.args[0] if n.target in CAT_OPS else n.args[:2]
+    return [a for a in args if isinstance(a, fx.Node)]
+
+
+def _node(g: FlowGraph, name: str) -> fx.Node:
+    return next(n for n in g.nodes if n.name == name)

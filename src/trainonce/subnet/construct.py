@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..space.search_space import SearchSpace
+from .layers import deletable_layers
 from .recipe import Recipe, apply
 from .slicing import removal_plan
 from .verify import OTHER_BATCH, Reference, run
@@ -54,8 +55,13 @@ def construct_subnet(model: nn.Module, space: SearchSpace, *, inplace: bool = Fa
         # cut in place, ``model`` is the slim model: the trace still holds the full weights
         full = _traced_model(space) if inplace else model
         reference = Reference(full, analysis.traced.args, analysis.traced.kwargs)
-    if erased:  # removing whole structures rewrites the graph: the slim traced program
+    layers = deletable_layers(model, erased)
+    if erased and layers is None:  # the model's classes cannot express it: rewrite the graph
         return _program(model, replace(recipe, kind="program"), space, True, reference)
+    if layers:  # whole transformer layers go: deleted from their ModuleList
+        recipe = replace(recipe, structures=[
+            {**st, "layer": _layer_of(s.params[0], layers)}
+            for st, (s, _) in zip(recipe.structures, erased)])
     slim = apply(model if inplace else copy.deepcopy(model), recipe)
     problem = reference.mismatch(slim) if reference is not None else None
     if problem is not None:
@@ -84,6 +90,10 @@ def _program(model: nn.Module, recipe: Recipe, space: SearchSpace, full: bool,
             f"example's batch size (tracing it with a dynamic batch failed: "
             f"{slim.fixed_batch})", stacklevel=3)
     return slim
+
+
+def _layer_of(param: str, layers: list[str]) -> str:
+    return next(layer for layer in layers if param.startswith(layer + "."))
 
 
 def outputs(model: nn.Module, space: SearchSpace) -> list[torch.Tensor]:

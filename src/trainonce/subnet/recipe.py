@@ -14,6 +14,7 @@ from torch import nn
 from ..space.build import MODES, analyze
 from ..space.search_space import SearchSpace
 from .hf import update_hf_config
+from .layers import delete_layers
 from .modules import snapshot_sizes, update_sizes
 from .program import slim_program
 from .slicing import apply_plan
@@ -37,9 +38,10 @@ class Recipe:
     full model, cut: for forwards that keep stale sizes). ``removed``: kept positions of every
     parameter and buffer that loses some. ``zero_zigs``: ids of the removed ZIGs (a "program"
     recipe re-traces the model on zeros shaped like ``inputs`` and cuts those).
-    ``structures``: whole structures removed (erasing mode: ``{"name", "zig"}`` each; such a
-    recipe is always a "program" one). ``mode``: the `trainonce.analyze` mode the ZIG ids refer
-    to. ``weights_sha256``: hash of the weights file saved with it (set by `trainonce.save`).
+    ``structures``: whole structures removed (erasing mode: ``{"name", "zig"}`` each, plus
+    ``"layer"`` in an "eager" recipe: the ``ModuleList`` element deleted with it). ``mode``:
+    the `trainonce.analyze` mode the ZIG ids refer to. ``weights_sha256``: hash of the weights
+    file saved with it (set by `trainonce.save`).
     """
 
     kind: str
@@ -116,10 +118,13 @@ def apply(model: nn.Module, recipe: Recipe | Plan, space: SearchSpace | None = N
                             source=model if full else None)
         slim.trainonce_recipe = recipe
         return slim
+    layers = sorted({st["layer"] for st in recipe.structures if "layer" in st}
+                    ) if isinstance(recipe, Recipe) else []
     before = snapshot_sizes(model)
-    apply_plan(model, recipe.removed if isinstance(recipe, Recipe) else recipe)
+    apply_plan(model, recipe.removed if isinstance(recipe, Recipe) else recipe)  # by old names
+    notes = delete_layers(model, layers) if layers else []
     update_sizes(model, before)
-    notes = update_hf_config(model)
+    notes += update_hf_config(model)
     if isinstance(recipe, Recipe):
         model.trainonce_recipe = replace(recipe, notes=notes)
     return model
@@ -261,8 +266,10 @@ def _parse(data: Any) -> Recipe:
     mode = _get(data, "mode", str, "prune")
     if mode not in MODES:
         raise _bad("mode", f"is {mode!r}, not one of {MODES}")
-    if structures and (kind != "program" or mode == "prune"):
-        raise _bad("structures", "needs a 'program' recipe made in mode 'erase' or 'both'")
+    if structures and mode == "prune":
+        raise _bad("structures", "needs a recipe made in mode 'erase' or 'both'")
+    if kind == "eager" and not all(isinstance(st.get("layer"), str) for st in structures):
+        raise _bad("structures", "of an 'eager' recipe must name the deleted 'layer' of each")
     sha = _get(data, "weights_sha256", str) if version >= 2 else None
     if sha is not None and not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise _bad("weights_sha256", "must be 64 lowercase hex digits (a SHA-256)")

@@ -46,8 +46,9 @@ def remove_structures(gm: fx.GraphModule, structures: list, zero: torch.Tensor) 
                 node.args = (live, *node.args[1:])
             else:
                 dead.add(node)
+    before = _attributes_read(gm)
     _erase(gm.graph, gone | dead)
-    _drop_unused_attributes(gm)
+    _drop_attributes(gm, before - _attributes_read(gm))
     gm.graph.lint()
     gm.recompile()
     return [s.name for s in removed]
@@ -78,14 +79,18 @@ def _erase(graph: fx.Graph, seeds: set[fx.Node]) -> None:
             graph.erase_node(node)
 
 
-def _drop_unused_attributes(gm: fx.GraphModule) -> None:
-    used = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
-    names = [n for n, _ in gm.named_parameters(remove_duplicate=False)]
-    names += [n for n, _ in gm.named_buffers(remove_duplicate=False)]
-    for name in names:
-        if name in used:
-            continue
+def _attributes_read(gm: fx.GraphModule) -> set[str]:
+    return {n.target for n in gm.graph.nodes if n.op == "get_attr" and n.users}
+
+
+def _drop_attributes(gm: fx.GraphModule, names: set[str]) -> None:
+    """Delete the parameters and buffers only the removed structures read (a tensor the
+    model never read stays, as in the full model)."""
+    for name in sorted(names):
         owner, _, attr = name.rpartition(".")
         module = gm.get_submodule(owner) if owner else gm
         if hasattr(module, attr):  # a tensor shared under two names goes once
             delattr(module, attr)
+    for node in list(gm.graph.nodes):
+        if node.op == "get_attr" and node.target in names and not node.users:
+            gm.graph.erase_node(node)
