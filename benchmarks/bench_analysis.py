@@ -33,7 +33,7 @@ except (AttributeError, RuntimeError):  # this machine's CUDA-only torchvision w
     _lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
 import trainonce
 
-case = sys.argv[1]
+case, mode = sys.argv[1], sys.argv[2]
 if case in ("resnet50", "vit_b_16"):
     import torchvision
     model = getattr(torchvision.models, case)(weights=None)
@@ -53,7 +53,7 @@ else:
         model = transformers.LlamaForCausalLM(cfg)
     ids = torch.zeros(1, 16, dtype=torch.long, device="meta" if big else "cpu")
     inputs = {"input_ids": ids, "use_cache": False}
-if len(sys.argv) > 2:  # --components: time connected components on this model's graph
+if len(sys.argv) > 3:  # --components: time connected components on this model's graph
     import statistics
     import numpy, scipy.sparse, scipy.sparse.csgraph
     from trainonce.graph.components import components
@@ -87,7 +87,7 @@ if len(sys.argv) > 2:  # --components: time connected components on this model's
     sys.exit(0)
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t = time.perf_counter()
-space = trainonce.analyze(model, inputs)
+space = trainonce.analyze(model, inputs, mode=mode)
 dt = time.perf_counter() - t
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"seconds": dt, "peak_mb": rss, "before_mb": rss0,
@@ -96,8 +96,8 @@ print(json.dumps({"seconds": dt, "peak_mb": rss, "before_mb": rss0,
 """
 
 
-def run(case: str, *extra: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, case, *extra], capture_output=True,
+def run(case: str, mode: str, *extra: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, case, mode, *extra], capture_output=True,
                          text=True,
                          env={**os.environ, "PYTHONWARNINGS": "ignore"}, check=False)
     if out.returncode != 0:
@@ -109,16 +109,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--cases", nargs="*", default=CASES)
+    ap.add_argument("--mode", choices=["prune", "erase", "both"], default="prune",
+                    help="analysis mode (erase: whole structures; results in analysis-erase.md)")
     ap.add_argument("--components", action="store_true",
                     help="also time connected components, ours vs scipy, on the 7B graph")
     args = ap.parse_args()
     if args.components:
-        c = run("llama_7b_meta", "components")
+        c = run("llama_7b_meta", "prune", "components")
         print(f"components on {c['atoms']} atoms, {c['edges']} edges: ours {c['ours']:.3f} s, "
               f"scipy {c['scipy']:.3f} s (ours / scipy = {c['ours'] / c['scipy']:.2f})")
     rows = []
     for case in args.cases:
-        runs = [run(case) for _ in range(args.repeat)]
+        runs = [run(case, args.mode) for _ in range(args.repeat)]
         sec = statistics.median(r["seconds"] for r in runs)
         mb = max(r["peak_mb"] for r in runs)
         limit_s, limit_mb = TARGETS.get(case, (None, None))
@@ -131,8 +133,9 @@ def main() -> None:
         print(f"{case:16s} {sec:7.2f} s  peak {mb:7.0f} MB  target {target or '-'}{of_goal}  "
               f"{rows[-1][-1]}", flush=True)
     lines = [
-        "# Analysis time and peak memory", "",
-        f"`python benchmarks/bench_analysis.py --repeat {args.repeat}` (median time, max peak "
+        f"# Analysis time and peak memory (mode {args.mode})", "",
+        f"`python benchmarks/bench_analysis.py --mode {args.mode} --repeat {args.repeat}` "
+        "(median time, max peak "
         f"RSS of the process; {os.cpu_count()} cores, machine shared, so times are noisy).", "",
         "| model | analyse (s) | peak RSS (MB) | groups | prunable ZIGs | prunable FLOPs | "
         "target | |", "|---|---:|---:|---:|---:|---:|---|---|",
@@ -140,7 +143,8 @@ def main() -> None:
     for case, sec, mb, g, z, pf, target, ok in rows:
         lines.append(f"| {case} | {sec:.2f} | {mb:.0f} | {g} | {z} | {100 * pf:.0f}% | "
                      f"{target} | {ok} |")
-    out = Path(__file__).parent / "results" / "analysis.md"
+    name = "analysis.md" if args.mode == "prune" else f"analysis-{args.mode}.md"
+    out = Path(__file__).parent / "results" / name
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")

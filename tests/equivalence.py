@@ -39,10 +39,11 @@ def rel_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return worst
 
 
-def check_slim(model: nn.Module, inputs, sparsities=(0.3, 0.7), seeds=(0, 1)):
-    """For each sparsity and seed: zero random ZIGs, build the slim model and assert it
-    reproduces the zeroed model; then the last slim model must analyse again and train."""
-    space = trainonce.analyze(model, inputs)
+def check_slim(model: nn.Module, inputs, sparsities=(0.3, 0.7), seeds=(0, 1), mode="prune"):
+    """For each sparsity and seed: zero random ZIGs (random valid structures in erasing
+    mode), build the slim model and assert it reproduces the zeroed model; then the last slim
+    model must analyse again (its FLOPs and params as the cost model predicted) and train."""
+    space = trainonce.analyze(model, inputs, mode=mode)
     state = [t.detach().clone() for t in list(model.parameters()) + list(model.buffers())]
     dense = outputs(model, space)
     n_full = sum(p.numel() for p in model.parameters())
@@ -53,6 +54,7 @@ def check_slim(model: nn.Module, inputs, sparsities=(0.3, 0.7), seeds=(0, 1)):
                     t.copy_(saved)
             zero = space.zero_random_groups(sparsity, seed)
             assert int(zero.sum()) > 0, "nothing was zeroed"
+            assert space.valid(zero)
             zeroed = outputs(model, space)
             assert rel_diff(dense, zeroed) > 1e-4, "zeroing ZIGs did not change the output"
             slim = trainonce.construct_subnet(model, space)
@@ -62,7 +64,7 @@ def check_slim(model: nn.Module, inputs, sparsities=(0.3, 0.7), seeds=(0, 1)):
             assert n_slim < n_full
             assert n_slim == space.num_params(~zero)
             assert space.flops(~zero) < space.flops()
-    again = trainonce.analyze(slim, inputs)
+    again = trainonce.analyze(slim, inputs, mode="prune" if mode == "prune" else "both")
     assert again.num_params() == n_slim
     predicted = space.flops(~zero)  # exact cost model: what the slim model really costs
     assert abs(again.flops() - predicted) <= 1e-9 * predicted, (again.flops(), predicted)

@@ -44,12 +44,21 @@ def test_recipe_json_round_trip():
     assert back.structures == [] and json.loads(recipe.to_json())["structures"] == []
 
 
-def test_whole_structure_removals_are_refused_until_supported():
+def test_malformed_or_misplaced_structures_are_refused():
     model, x = bias_free(), torch.randn(2, 4)
     data = json.loads(trainonce.construct_subnet(model, zeroed(model, x)).trainonce_recipe
                       .to_json())
     data.update(structures=[{"module": "2"}], weights_sha256="0" * 64)
-    with pytest.raises(ValueError, match="'structures' removes whole structures"):
+    with pytest.raises(ValueError, match="'structures' must list"):
+        Recipe.from_json(json.dumps(data))
+    data.update(structures=[{"name": "2", "zig": 0}])  # a recipe of mode "prune"
+    with pytest.raises(ValueError, match="'structures' needs a recipe made in mode 'erase'"):
+        Recipe.from_json(json.dumps(data))
+    data.update(mode="erase")  # eager: must name the deleted layer
+    with pytest.raises(ValueError, match="must name the deleted 'layer'"):
+        Recipe.from_json(json.dumps(data))
+    data.update(mode="cut")
+    with pytest.raises(ValueError, match="'mode' is 'cut'"):
         Recipe.from_json(json.dumps(data))
 
 

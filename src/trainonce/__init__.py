@@ -7,7 +7,7 @@ optimizer that zeroes whole groups while training -> exact slim sub-network (`co
 from . import hf  # trainonce.hf.save_pretrained / from_pretrained (transformers on demand)
 from .graph.registry import register_rule
 from .io import load, save
-from .optim import ATO, DHSPG, HESSO, HESSOCRIC, HSPG
+from .optim import ATO, DHSPG, H2SPG, HESSO, HESSOCRIC, HSPG
 from .runs import load_run
 from .space import Group, Member, SearchSpace
 from .space.build import NothingPrunableError, analyze
@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ATO",
     "DHSPG",
+    "H2SPG",
     "HESSO",
     "HESSOCRIC",
     "HSPG",

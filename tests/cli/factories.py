@@ -69,3 +69,39 @@ class _AttentionNet(nn.Module):
 
 def attention_net(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     return _AttentionNet(num_classes, in_channels)
+
+
+class _LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW tensor, as timm's ConvNeXt has it."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class _ConvNeXtBlock(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.pwconv1, self.act, self.pwconv2 = nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(
+            4 * dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), 1e-6))
+
+    def forward(self, x):
+        y = self.norm(self.dwconv(x).permute(0, 2, 3, 1))
+        y = self.gamma * self.pwconv2(self.act(self.pwconv1(y)))
+        return x + y.permute(0, 3, 1, 2)
+
+
+def convnext_like(num_classes: int = 10, in_channels: int = 3, depths=(2, 2, 6, 2),
+                  dims=(8, 16, 24, 32)) -> nn.Module:
+    """ConvNeXt-atto's layout (stem, 2-2-6-2 blocks, downsampling, head) with narrow widths:
+    a graph of ConvNeXt's size (about 200 ops) that analyses in a second."""
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, dims[0], 4, stride=4), _LayerNorm2d(dims[0])]
+    for i, (depth, dim) in enumerate(zip(depths, dims)):
+        if i:
+            layers += [_LayerNorm2d(dims[i - 1]), nn.Conv2d(dims[i - 1], dim, 2, stride=2)]
+        layers += [_ConvNeXtBlock(dim) for _ in range(depth)]
+    head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LayerNorm(dims[-1]),
+            nn.Linear(dims[-1], num_classes)]
+    return nn.Sequential(*layers, *head)

@@ -2,10 +2,12 @@
 
 import json
 import os
+import shutil
 
 import onnxruntime as ort
 import pytest
 import torch
+from htmlcheck import check_self_contained
 
 import trainonce
 from trainonce.cli.main import main
@@ -21,17 +23,30 @@ def run_dir(tmp_path_factory):
     return out
 
 
-def test_run_directory(run_dir, capsys):
+def test_run_directory(run_dir, tmp_path, capsys):
     names = {p.name for p in run_dir.iterdir()}
     assert {"config.json", "checkpoint.pt", "model.onnx", "report.html", "summary.json"} <= names
-    assert ".staging" not in names
+    assert {"dense-baseline", "report.md"} <= names and ".staging" not in names
     for png in ("curves.png", "sparsity.png", "channels.png"):
         assert (run_dir / "plots" / png).stat().st_size > 1000
-    report = (run_dir / "report.html").read_text()
-    assert "Dense vs slim" in report and "plots/curves.png" in report and "latency" in report
     s = json.loads((run_dir / "summary.json").read_text())
     assert s["params"][1] < s["params"][0] and s["flops"][1] < s["flops"][0]
     assert s["onnx_max_diff"] < 1e-4
+    # the built-in model trains a dense baseline by default; the accuracy row compares with it
+    base, slim = s["dense_baseline_accuracy"], s["test_accuracy"][1]
+    assert 0.5 < base <= 1
+    assert f"{100 * (slim - base):+.2f} pts" in (run_dir / "report.md").read_text()
+    assert s["pruning_phase_steps"][0] < s["pruning_phase_steps"][1] <= 22
+    assert all(v["dense"]["median"] > 0 and v["slim"]["iqr"] >= 0 for v in s["latency_s"].values())
+    moved = tmp_path / "report.html"  # mailed: nothing of the run directory beside it
+    shutil.copy(run_dir / "report.html", moved)
+    images, text = check_self_contained(moved.read_text(encoding="utf-8"))
+    assert len(images) == 3
+    assert "layer1.conv1" in text and "stem.0 + layer1.conv2" in text  # modules, not groups
+    assert f"{base:.2%}" in text and "training, dense baseline" in text and "torch" in text
+    assert "trainonce run --data digits --epochs 1 --batch-size 64" in text
+    first = s["layers"][0]
+    assert first["after"] / first["before"] == min(r["after"] / r["before"] for r in s["layers"])
 
 
 def test_slim_model_loads_and_matches(run_dir):
@@ -142,6 +157,8 @@ def test_attention_model_runs_to_the_end_and_its_slim_model_takes_any_batch(tmp_
             "--epochs", "1", "--batch-size", "64", "--target-flops", "0.6", "--out", str(out),
             "--no-progress"]
     assert main(argv) == 0
+    assert not (out / "dense-baseline").exists()  # --model: no baseline unless asked for
+    assert json.loads((out / "summary.json").read_text())["dense_baseline_accuracy"] is None
     from factories import attention_net
 
     info = json.loads((out / "config.json").read_text())["info"]
@@ -154,3 +171,32 @@ def test_attention_model_runs_to_the_end_and_its_slim_model_takes_any_batch(tmp_
         ref, got = dense.eval()(x), slim(x)
     assert isinstance(got, torch.Tensor) and got.shape == (5, info["num_classes"])
     assert (ref - got).abs().max() < 1e-4
+
+
+def test_dense_baseline_resumes_bit_exact(tmp_path, monkeypatch, capsys):
+    """--dense-baseline with --model; Ctrl-C while the baseline trains (batch 6 = its step 2):
+    the resumed baseline ends with the weights of an uninterrupted one."""
+    common = ["run", "--model", "factories:tiny_cnn", "--dense-baseline", "--epochs", "1",
+              "--batch-size", "64", "--no-progress"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert main([*common, "--data", "datafns:small_digits", "--out", str(whole)]) == 0
+    monkeypatch.delenv("TRAINONCE_TEST_INTERRUPTED", raising=False)
+    monkeypatch.setenv("TRAINONCE_TEST_AT", "6")
+    data = ["--data", "datafns:interrupting_digits"]
+    assert main([*common, *data, "--out", str(cut)]) == 130
+    assert torch.load(cut / "dense-baseline" / "checkpoint.pt", weights_only=True)["step"] == 2
+    assert not (cut / "report.html").exists()
+    capsys.readouterr()
+    resume = ["run", "--resume", str(cut), "--model", "factories:tiny_cnn", *data, "--no-progress"]
+    assert main(resume) == 0
+    assert "resuming at step 2/4" in capsys.readouterr().out
+    a, b = (torch.load(d / "dense-baseline" / "checkpoint.pt", weights_only=True)
+            for d in (whole, cut))
+    assert a["step"] == b["step"] == 4 and [r["step"] for r in b["history"]] == [1, 2, 3, 4]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (whole, cut))
+    assert sa["dense_baseline_accuracy"] == sb["dense_baseline_accuracy"] is not None
+    report = (cut / "report.html").read_text()
+    again = f"resumed with: trainonce run --model factories:tiny_cnn {' '.join(data)} --resume"
+    assert again in report and "resumed at step 2" in report

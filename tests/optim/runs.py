@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 from handspace import SmallCNN, smallcnn_space
 
-from trainonce.optim import DHSPG, HESSO, HESSOCRIC, HSPG
+from trainonce.optim import DHSPG, H2SPG, HESSO, HESSOCRIC, HSPG
 
-OPTIMIZERS = [HESSO, HESSOCRIC, DHSPG, HSPG]
+OPTIMIZERS = [HESSO, HESSOCRIC, DHSPG, HSPG, H2SPG]
 
 
 def toy_batch(step: int, n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:

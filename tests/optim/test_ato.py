@@ -153,3 +153,32 @@ def test_proximal_step_is_the_group_soft_threshold():
     for n, p in model.named_parameters():
         if n in untouched:
             assert torch.equal(p, untouched[n]), n
+
+
+def test_cli_default_optimizer_follows_the_budget():
+    import argparse
+
+    from trainonce.cli import run as cli_run
+    from trainonce.cli.setup import DEFAULT_OPTIMIZER_BY_KEPT, OPTIMIZERS
+
+    parser = argparse.ArgumentParser()
+    cli_run.add_parser(parser.add_subparsers())
+
+    def chosen(*argv: str) -> str:
+        return cli_run._config(parser.parse_args(["run", "--out", "x", *argv])).optimizer
+
+    assert DEFAULT_OPTIMIZER_BY_KEPT[-1][0] >= 1.0  # every share kept has a default
+    lower = 0.0
+    for upper, name in DEFAULT_OPTIMIZER_BY_KEPT:
+        assert name in OPTIMIZERS
+        inside = min(upper, 0.99) if upper > lower else None
+        if inside is not None:  # both ends of each range, FLOPs and params alike
+            assert chosen("--target-flops", str(inside)) == name
+            assert chosen("--target-params", str(inside)) == name
+            assert chosen("--target-flops", str(lower + 1e-3)) == name
+        lower = upper
+    assert chosen("--target-flops", "0.05") == "ato"
+    assert chosen("--target-flops", "0.5") != "ato"
+    assert chosen() == chosen("--target-flops", "0.5")  # the default target
+    assert chosen("--target-sparsity", "0.5") == "hesso"  # ATO takes no group sparsity
+    assert chosen("--target-flops", "0.05", "--optimizer", "hspg") == "hspg"  # given wins

@@ -12,6 +12,7 @@ from trainonce.cli.setup import RunConfig, build_optimizer
 from trainonce.optim import (
     ATO,
     DHSPG,
+    H2SPG,
     HESSO,
     HESSOCRIC,
     HSPG,
@@ -40,7 +41,8 @@ def _space():
 
 def test_cli_names_map_to_classes():
     assert OPTIMIZERS == {
-        "hesso": HESSO, "hesso-cric": HESSOCRIC, "dhspg": DHSPG, "hspg": HSPG, "ato": ATO
+        "hesso": HESSO, "hesso-cric": HESSOCRIC, "dhspg": DHSPG, "hspg": HSPG, "ato": ATO,
+        "h2spg": H2SPG,
     }
     assert HESSOCRIC.needs_loss_fn and ATO.needs_loss_fn and not any(
         c.needs_loss_fn for c in (HESSO, DHSPG, HSPG, ZigOptimizer)

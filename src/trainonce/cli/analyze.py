@@ -29,6 +29,12 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument(
+        "--mode",
+        choices=["prune", "erase", "both"],
+        default="prune",
+        help="channel groups (prune), whole removable structures (erase), or both",
+    )
+    p.add_argument(
         "--graph", metavar="FILE", help="graph file, .html or .svg (default <model>-graph.html)"
     )
     p.add_argument("--max-rows", type=int, default=40, help="groups listed in the summary")
@@ -62,7 +68,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         raise ValueError(f"cannot write {graph}: directory {graph.parent} does not exist")
     model = built.model.eval()
     example = (torch.randn(1, *shape),)
-    space = trainonce.analyze(model, example)
+    space = trainonce.analyze(model, example, mode=args.mode)
     print(space.summary(max_rows=args.max_rows))
     write_graph(space, model, example, graph)
     print(f"\ndependency graph: {graph}")

@@ -37,20 +37,14 @@ def add_parser(sub) -> None:
 def run_export(args: argparse.Namespace) -> int:
     import trainonce
 
-    from ..zoo import build_model
     from .run import check_recorded
     from .setup import load_config
 
     run_dir = Path(args.run_dir)
     cfg, info = load_config(run_dir)
     check_recorded("model", cfg.model, args.model, args.trust_run_config)
-    if not any(run_dir.glob("slim*")):
-        raise ValueError(f"{run_dir} has no slim model yet (did the run finish?)")
-
-    def factory():
-        return build_model(cfg.model, info["num_classes"], info["data_channels"]).model
-
-    slim = trainonce.load(run_dir / "slim", factory).eval()
+    # check_recorded refused a recorded module:function that is neither named again nor trusted
+    slim = trainonce.load_run(run_dir, trust_run_config=True)
     out = Path(args.out) if args.out else run_dir / "exports"
     out.mkdir(parents=True, exist_ok=True)
     example = torch.randn(1, *info["input_shape"])

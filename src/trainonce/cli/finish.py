@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -18,14 +19,19 @@ from .. import exporters
 from ..atomic import replace_dir
 from ..report import (
     Comparison,
+    LayerRow,
+    Report,
     compare_latency,
-    comparison_markdown,
+    layer_rows,
+    markdown,
     plot_channels,
     plot_curves,
     plot_sparsity,
     write_report,
 )
+from ..report.facts import file_sizes, versions
 from ..subnet.verify import within_tolerance
+from .record import RunFacts
 from .train import evaluate
 
 
@@ -78,54 +84,83 @@ def _save_checked(pair: _Pair, staging: Path, factory) -> tuple[float, float]:
     return reload_diff, exporters.export_onnx(pair.slim, pair.x1, staging / "model.onnx")
 
 
-def _compare(pair: _Pair, space, bundle, adapt) -> Comparison:
-    """Parameters, FLOPs, accuracy and interleaved latency at batch 1 and 32, dense vs slim."""
+def _latency_cases(x1: torch.Tensor, xb: torch.Tensor) -> list[tuple[str, torch.Tensor, int]]:
+    cases = [("batch 1, 1 thread", x1, 1), (f"batch {xb.shape[0]}, 1 thread", xb, 1)]
+    n = torch.get_num_threads()
+    # Only with cores to spare: on 2 shared cores a 2-thread timing mostly measures contention
+    # (measured: IQR larger than the median, 10 s to time resnet8).
+    if n >= 4:
+        cases.append((f"batch {xb.shape[0]}, {n} threads", xb, n))
+    return cases
+
+
+def _compare(pair: _Pair, space, bundle, adapt, baseline) -> Comparison:
+    """Parameters, FLOPs, accuracy (dense-trained baseline vs slim) and latency, dense vs slim
+    timed in alternating rounds, at batch 1 and 32."""
     xb = adapt(torch.stack([bundle.test[i][0] for i in range(min(32, len(bundle.test)))]))
     lat = {}
-    for label, x in (("batch 1", pair.x1), (f"batch {xb.shape[0]}", xb)):
-        t = compare_latency({"dense": pair.dense, "slim": pair.slim}, x)
+    for label, x, threads in _latency_cases(pair.x1, xb):
+        t = compare_latency({"dense": pair.dense, "slim": pair.slim}, x, num_threads=threads)
         lat[label] = (t["dense"], t["slim"])
     n_params = (space.num_params(), sum(p.numel() for p in pair.slim.parameters()))
-    return Comparison(n_params, (space.flops(), space.flops(pair.keep)), pair.accuracy, lat)
+    base = baseline.accuracy if baseline is not None else None
+    return Comparison(n_params, (space.flops(), space.flops(pair.keep)), (base, pair.accuracy[1]),
+                      lat, pruned_accuracy=pair.accuracy[0])
 
 
-def _kept_channels(space, keep: torch.Tensor) -> dict[str, tuple[int, int]]:
-    """Per prunable group: (kept, dense) channels."""
-    return {
-        g.name: (int(keep[g.offset : g.offset + g.size].sum()), g.size)
-        for g in space.groups
-        if g.prunable
-    }
-
-
-def _plots(history: list[dict], kept: dict[str, tuple[int, int]], staging: Path) -> dict:
+def _plots(history: list[dict], rows: list[LayerRow], staging: Path, facts: RunFacts) -> dict:
     d = staging / "plots"
     d.mkdir()
-    names = list(kept)
-    plots = {
-        "Loss and accuracy": plot_curves(history, d / "curves.png"),
-        "Group sparsity and FLOPs kept": plot_sparsity(history, d / "sparsity.png"),
-        "Kept channels per group": plot_channels(
-            names, [kept[n][0] for n in names], [kept[n][1] for n in names], d / "channels.png"
-        ),
+    base = facts.baseline.history if facts.baseline is not None else None
+    return {
+        "Loss and accuracy (shaded: pruning phase)":
+            plot_curves(history, d / "curves.png", facts.phases, base),
+        "Group sparsity, FLOPs and parameters kept (shaded: pruning phase)":
+            plot_sparsity(history, d / "sparsity.png", facts.phases),
+        "Kept channels per layer, the most-cut first": plot_channels(
+            [r.name for r in rows], [r.after for r in rows], [r.before for r in rows],
+            d / "channels.png"),
     }
-    return {k: str(v.relative_to(staging)) for k, v in plots.items()}
 
 
-def _notes(diffs: dict[str, float], kept: dict[str, tuple[int, int]]) -> list[str]:
-    dense = sum(n for _, n in kept.values())
+def _notes(diffs: dict[str, float], cmp: Comparison, rows: list[LayerRow]) -> list[str]:
+    dense = sum(r.before for r in rows)
     notes = [
-        f"slim vs dense max |output difference|: {diffs['slim']:.2e}; reloaded slim: "
-        f"{diffs['reload']:.2e}; ONNX (onnxruntime) vs torch: {diffs['onnx']:.2e}",
-        f"{dense - sum(k for k, _ in kept.values())} of {dense} prunable channels removed",
+        f"the trained model before slimming (pruned groups at exactly zero): test accuracy "
+        f"{cmp.pruned_accuracy:.2%}; slim vs it, max |output difference| {diffs['slim']:.2e}; "
+        f"reloaded slim: {diffs['reload']:.2e}; ONNX (onnxruntime) vs torch: {diffs['onnx']:.2e}",
+        f"{dense - sum(r.after for r in rows)} of {dense} prunable channels removed "
+        f"in {sum(r.after < r.before for r in rows)} of {len(rows)} layers",
     ]
+    noisy = [k for k, (d, s) in cmp.latency.items()
+             if abs(d.median - s.median) < (d.iqr + s.iqr) / 2]
+    if noisy:
+        notes.append(f"latency ({'; '.join(noisy)}): the dense-slim difference is within the "
+                     "spread of the timings, so it is not a measured speed-up or slow-down")
     if hasattr(os, "getloadavg"):
-        load = os.getloadavg()[0]
         notes.append(
-            f"1-minute load average when timing: {load:.2f} on {os.cpu_count()} CPUs "
-            "(latency is noisy when other work shares the machine)"
+            f"1-minute load average when timing: {os.getloadavg()[0]:.2f} on {os.cpu_count()} "
+            "CPUs (latency is noisy when other work shares the machine)"
         )
     return notes
+
+
+def _facts(facts: RunFacts, history: list[dict], run_dir: Path, staging: Path,
+           finish_s: float) -> dict[str, str]:
+    def took(seconds: float, steps: int, resumed: int) -> str:
+        text = f"{seconds:.1f} s for {steps - resumed} steps"
+        return text + (f" (this session, resumed at step {resumed})" if resumed else "")
+
+    out = {"command": facts.command or "-"}
+    steps = history[-1]["step"] if history else 0
+    out["training, pruning run"] = took(facts.train_seconds, steps, facts.resumed_at)
+    b = facts.baseline
+    if b is not None:
+        out["training, dense baseline"] = took(b.seconds, b.history[-1]["step"], b.resumed_at)
+    out["slim, checks, export, latency (before this report)"] = f"{finish_s:.1f} s"
+    out.update(file_sizes(run_dir, staging))
+    out.update(versions())
+    return out
 
 
 def _publish(staging: Path, run_dir: Path) -> None:
@@ -139,30 +174,42 @@ def _publish(staging: Path, run_dir: Path) -> None:
     staging.rmdir()
 
 
-def finish(run_dir: Path, settings: dict, model, space, bundle, adapt, history, factory) -> dict:
+def finish(run_dir: Path, settings: dict, model, space, bundle, adapt, history, factory,
+           facts: RunFacts | None = None) -> dict:
     """Build, verify and save the slim model and the report; return the summary dict."""
+    t0 = time.perf_counter()
+    facts = facts or RunFacts()
     pair = _slim(model, space, bundle, adapt, factory)
     staging = run_dir / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     reload_diff, onnx_diff = _save_checked(pair, staging, factory)
-    cmp = _compare(pair, space, bundle, adapt)
-    kept = _kept_channels(space, pair.keep)
-    plots = _plots(history, kept, staging)
+    cmp = _compare(pair, space, bundle, adapt, facts.baseline)
+    rows = layer_rows(space, pair.keep)
+    plots = _plots(history, rows, staging, facts)
     diffs = {"slim": pair.diff, "reload": reload_diff, "onnx": onnx_diff}
-    title = f"trainonce run: {settings['model']} on {settings['data']}"
-    write_report(staging / "report.html", title, cmp, settings, plots, _notes(diffs, kept))
+    run_facts = _facts(facts, history, run_dir, staging, time.perf_counter() - t0)
+    report = Report(
+        title=f"trainonce run: {settings['model']} on {settings['data']}",
+        comparison=cmp, layers=rows, plots=plots, base=staging, command=facts.command,
+        facts=run_facts, settings=settings, notes=_notes(diffs, cmp, rows))
+    write_report(staging / "report.html", report)
     summary = {
         "params": list(cmp.params),
         "flops": list(cmp.flops),
-        "test_accuracy": list(cmp.accuracy),
-        "latency_s": {k: list(v) for k, v in cmp.latency.items()},
+        "test_accuracy": [cmp.pruned_accuracy, cmp.accuracy[1]],
+        "dense_baseline_accuracy": cmp.accuracy[0],
+        "latency_s": {k: {"dense": asdict(d), "slim": asdict(s)}
+                      for k, (d, s) in cmp.latency.items()},
         "slim_max_diff": pair.diff,
         "reload_max_diff": reload_diff,
         "onnx_max_diff": onnx_diff,
-        "kept_per_group": {name: k for name, (k, _) in kept.items()},
+        "pruning_phase_steps": list(facts.phases) if facts.phases else None,
+        "kept_per_group": {r.group: r.after for r in rows},
+        "layers": [asdict(r) for r in rows],
+        "facts": run_facts,
     }
     (staging / "summary.json").write_text(json.dumps(summary, indent=2))
-    (staging / "report.md").write_text(comparison_markdown(cmp) + "\n")
+    (staging / "report.md").write_text(markdown(cmp, rows) + "\n")
     _publish(staging, run_dir)
     return summary

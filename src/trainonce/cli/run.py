@@ -21,12 +21,15 @@ from torch import nn
 from torch.utils.data import Subset, default_collate
 
 from .setup import (
+    DEFAULT_OPTIMIZER_BY_KEPT,
+    DEFAULT_OPTIMIZER_SPARSITY,
     OPTIMIZERS,
     RunConfig,
     build_optimizer,
     check_device,
     check_output_dir,
     check_target,
+    default_optimizer,
     load_config,
     optimizer_class,
     save_config,
@@ -35,6 +38,7 @@ from .setup import (
 # Options that fix what a run computes: given with --resume they would be silently ignored.
 TRAINING_OPTIONS = (
     "optimizer",
+    "mode",
     "variant",
     "target_flops",
     "target_params",
@@ -65,7 +69,19 @@ def add_parser(sub) -> None:
         "--data",
         help=f"{d.data} (default) | digits (built-in, offline) or module:function -> (train, test)",
     )
-    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help=f"default: {d.optimizer}")
+    p.add_argument(
+        "--optimizer",
+        choices=sorted(OPTIMIZERS),
+        help="default: by target, "
+        + ", ".join(f"{name} up to {upper:g} kept" for upper, name in DEFAULT_OPTIMIZER_BY_KEPT)
+        + f", {DEFAULT_OPTIMIZER_SPARSITY} for --target-sparsity",
+    )
+    p.add_argument(
+        "--mode",
+        choices=["prune", "erase", "both"],
+        help="remove channels (prune), whole branches/sublayers (erase), or both "
+        f"(default: {d.mode}; h2spg is made for erase/both)",
+    )
     p.add_argument("--variant", choices=["sgd", "adam", "adamw"], help=f"default: {d.variant}")
     t = p.add_mutually_exclusive_group()
     t.add_argument("--target-flops", type=float, metavar="F", help="FLOPs kept (default 0.5)")
@@ -90,6 +106,12 @@ def add_parser(sub) -> None:
         help="on --resume, call the module:function model/data recorded in RUN_DIR",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--dense-baseline",
+        action=argparse.BooleanOptionalAction,
+        help="also train the dense model with the same recipe, for the report's accuracy row "
+        "(default: on for the built-in model, off with --model)",
+    )
     p.set_defaults(func=run)
 
 
@@ -135,7 +157,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
     out = args.out or f"runs/{model.replace(':', '_')}-{data.replace(':', '_')}-" + (
         time.strftime("%Y%m%d-%H%M%S")
     )
-    names = ("optimizer", "variant", "epochs", "batch_size", "lr", "lr_schedule")
+    names = ("mode", "variant", "epochs", "batch_size", "lr", "lr_schedule")
     names += ("weight_decay", "seed", "device")
     return RunConfig(
         model=model,
@@ -143,6 +165,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
         target_kind=kind,
         target=target,
         out=out,
+        optimizer=args.optimizer or default_optimizer(kind, target, _given(args, "mode")),
         **{n: _given(args, n) for n in names},
     )
 
@@ -204,7 +227,10 @@ HELD_OUT_SHARE = 0.05  # of the training split, for optimizers that need a held-
 
 def split_held_out(ds, share: float, seed: int) -> tuple[Subset, Subset]:
     """A stratified, seeded split of ``ds`` into (train, held out): ``share`` of every class
-    (at least one sample of each class with two or more) is held out."""
+    (at least one sample of each class with two or more) is held out.
+
+    Not sklearn's ``train_test_split(stratify=...)``: it refuses a class with one sample and
+    sizes the split globally, so a rare class can end up with nothing held out."""
     labels = torch.as_tensor([int(ds[i][1]) for i in range(len(ds))])
     gen = torch.Generator().manual_seed(seed)
     held = []
@@ -242,7 +268,7 @@ def _build(cfg: RunConfig, device: torch.device) -> _Job:
     adapt = _channel_adapter(cfg, built.in_channels, c_in)
     example = adapt(bundle.train[0][0].unsqueeze(0))
     model.eval()
-    space = trainonce.analyze(model, (example,))
+    space = trainonce.analyze(model, (example,), mode=cfg.mode)
     total = cfg.epochs * steps_per_epoch(len(bundle.train), cfg.batch_size)
     model.to(device)
     loss_fn = None
@@ -300,15 +326,17 @@ def _train(job: _Job, cfg: RunConfig, run_dir: Path, state: dict | None, args) -
     )
 
 
-def _finish(job: _Job, cfg: RunConfig, run_dir: Path, history: list[dict]) -> dict:
+def _finish(job: _Job, cfg: RunConfig, run_dir: Path, history: list[dict], facts) -> dict:
     """Slim, check, export and report; on failure only config + checkpoint stay."""
     from .finish import finish
 
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("extra", "out")}
     b = job.bundle
     settings.update(train_size=len(b.train), test_size=len(b.test), steps=job.info["total_steps"])
+    settings["dense_baseline"] = bool(cfg.extra.get("dense_baseline"))
     try:
-        return finish(run_dir, settings, job.model, job.space, b, job.adapt, history, job.factory)
+        return finish(run_dir, settings, job.model, job.space, b, job.adapt, history, job.factory,
+                      facts)
     except BaseException:
         shutil.rmtree(run_dir / ".staging", ignore_errors=True)
         raise
@@ -325,16 +353,19 @@ def _resume_command(cfg: RunConfig, run_dir: Path) -> str:
 
 
 def _print_summary(s: dict, run_dir: Path, t0: float) -> None:
-    acc, fl = s["test_accuracy"], s["flops"]
+    acc, fl, base = s["test_accuracy"], s["flops"], s["dense_baseline_accuracy"]
+    vs = f"dense baseline {base:.2%} / " if base is not None else ""
     print(
         f"slim model: {s['params'][1]:,} params ({s['params'][1] / s['params'][0]:.1%}), "
-        f"FLOPs kept {fl[1] / fl[0]:.1%}, test accuracy dense {acc[0]:.2%} / slim {acc[1]:.2%}"
+        f"FLOPs kept {fl[1] / fl[0]:.1%}, test accuracy {vs}slim {acc[1]:.2%}"
     )
     print(f"report: {run_dir / 'report.html'}")
     print(f"done in {time.perf_counter() - t0:.1f} s")
 
 
 def run(args: argparse.Namespace) -> int:
+    from .baseline import train_baseline
+    from .record import record_start, run_facts
     from .train import Interrupted
 
     t0 = time.perf_counter()
@@ -344,12 +375,17 @@ def run(args: argparse.Namespace) -> int:
         cfg, state = _config(args), None
         run_dir = Path(cfg.out)
         check_output_dir(run_dir, resume=False)
+    record_start(cfg, args)
     torch.manual_seed(cfg.seed)
     job = _build(cfg, check_device(cfg.device))
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
+        t_train = time.perf_counter()
         history = _train(job, cfg, run_dir, state, args)
+        facts = run_facts(cfg, job.opt, state, time.perf_counter() - t_train)
+        if cfg.extra.get("dense_baseline"):
+            facts.baseline = train_baseline(job, cfg, run_dir, not args.no_progress)
     except Interrupted as exc:
         print(f"\n{exc}\nresume with: {_resume_command(cfg, run_dir)}")
         return 130
@@ -357,5 +393,5 @@ def run(args: argparse.Namespace) -> int:
         if created and not (run_dir / "checkpoint.pt").exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
         raise
-    _print_summary(_finish(job, cfg, run_dir, history), run_dir, t0)
+    _print_summary(_finish(job, cfg, run_dir, history, facts), run_dir, t0)
     return 0

@@ -18,12 +18,30 @@ from ..optim.registry import OPTIMIZERS, optimizer_class  # noqa: F401 (run's --
 
 CONFIG_NAME = "config.json"
 
+# --optimizer's default, by the share of FLOPs/params kept: (upper bound, name), first match.
+# The most accurate one measured per budget, ResNet8 from scratch, same epochs for all: ATO at
+# 10% / 5% FLOPs (benchmarks/results/ato.md, 5k MNIST), HSPG at 70% / 50% / 30% on 5k MNIST and
+# digits (optim_quality_*.md). The switch at 0.2 lies between measured budgets.
+DEFAULT_OPTIMIZER_BY_KEPT: tuple[tuple[float, str], ...] = ((0.2, "ato"), (1.0, "hspg"))
+DEFAULT_OPTIMIZER_SPARSITY = "hesso"  # a group-sparsity target (ATO takes none)
+
+
+def default_optimizer(kind: str, target: float, mode: str = "prune") -> str:
+    """The optimizer ``run`` uses when ``--optimizer`` is not given, for this target and mode
+    (erasing whole structures: H2SPG, OTOv3's optimizer for it)."""
+    if mode != "prune":
+        return "h2spg"
+    if kind == "sparsity":
+        return DEFAULT_OPTIMIZER_SPARSITY
+    return next(name for upper, name in DEFAULT_OPTIMIZER_BY_KEPT if target <= upper)
+
 
 @dataclass
 class RunConfig:
     model: str = "resnet8"
     data: str = "mnist"
     optimizer: str = "hesso"
+    mode: str = "prune"  # prune | erase | both (what `trainonce.analyze` removes)
     variant: str = "sgd"
     target_kind: str = "flops"  # flops | params | sparsity
     target: float = 0.5

@@ -151,6 +151,8 @@ def _train_step(model, opt, sched, x, y, step: int) -> dict:
 
 
 def _optimizer_metrics(opt) -> dict[str, float]:
+    if not hasattr(opt, "metrics"):  # a plain torch optimizer (the dense baseline)
+        return {}
     return {
         k: float(v) for k, v in opt.metrics().items() if isinstance(v, (int, float)) and k != "step"
     }

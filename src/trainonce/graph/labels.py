@@ -102,6 +102,10 @@ class Recorder:
         self._reason_ids: dict[str, int] = {}
         self.where = Site()  # the op and module of the rule being applied
         self.costs: list[tuple[str, float, list[torch.Tensor], str]] = []
+        # what each cost term belongs to: a top-level graph node ("node:<name>") or a
+        # parameter ("param:<name>"), so erasing mode can charge terms to whole structures
+        self.owner = ""
+        self.cost_owners: list[str] = []
 
     def fresh(self, n: int) -> torch.Tensor:
         ids = torch.arange(self.next_atom, self.next_atom + n, dtype=torch.long)
@@ -147,6 +151,7 @@ class Recorder:
     def cost(self, kind: str, unit: float, vectors: list[torch.Tensor]) -> None:
         """A FLOPs/params term: ``unit`` times the kept length of each atom vector."""
         self.costs.append((kind, float(unit), [v.reshape(-1) for v in vectors], str(self.where)))
+        self.cost_owners.append(self.owner)
 
     def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         if not self._a:

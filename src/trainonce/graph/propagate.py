@@ -107,6 +107,7 @@ def propagate(traced: Traced, exclude: list[str] | None = None) -> Propagation:
                            constant=not is_param)
         if is_param and not seen:
             rec.where = Site(module=f"parameter '{name}'")
+            rec.owner = f"param:{name}"
             rec.cost("params", 1, list(atoms.values()))
         if _excluded(name, excl):
             for ids in atoms.values():
@@ -139,7 +140,8 @@ def _resolve(env, a):
     return a
 
 
-def _walk(graph: fx.Graph, gm: torch.nn.Module, env: dict, prop: Propagation):
+def _walk(graph: fx.Graph, gm: torch.nn.Module, env: dict, prop: Propagation,
+          top: bool = True):
     rec = prop.rec
     outputs = None
     for node in graph.nodes:
@@ -158,6 +160,8 @@ def _walk(graph: fx.Graph, gm: torch.nn.Module, env: dict, prop: Propagation):
         name = getattr(node.target, "__name__", str(node.target))
         module = _module_path(node)
         rec.where = Site(name, module)
+        if top:  # a sub-graph's costs belong to the higher-order op that runs it
+            rec.owner = f"node:{node.name}"
         if node.target in _HOPS:
             env[node] = _walk_hop(node, gm, env, prop)
             continue
@@ -240,7 +244,7 @@ def _walk_hop(node: fx.Node, gm: torch.nn.Module, env: dict, prop: Propagation):
     for ph, val in zip(placeholders, inputs):
         sub_env[ph] = val if isinstance(val, Labels) else unlabelled(
             _shape(ph.meta.get("val")) or (), "a constant tensor")
-    outs = _walk(sub.graph, sub, sub_env, prop)
+    outs = _walk(sub.graph, sub, sub_env, prop, top=False)
     return list(outs) if isinstance(outs, (list, tuple)) else outs
 
 

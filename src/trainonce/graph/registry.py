@@ -34,12 +34,14 @@ class ModuleSizes:
 
 @dataclass(frozen=True)
 class OpRule:
-    """One op's entry: channel rule, size rewrite (None: the op has no size arguments), and
-    the module types whose forward emits it."""
+    """One op's entry: channel rule, size rewrite (None: the op has no size arguments), the
+    module types whose forward emits it, and its zero rule (`trainonce.graph.zeros`; None: its
+    output is never taken to be exactly zero)."""
 
     channels: ChannelRule
     resize: Resize | None = None
     modules: tuple[ModuleSizes, ...] = ()
+    zero: Any = None
 
 
 class RuleError(Exception):

@@ -7,6 +7,7 @@ names the op and the module. A name here that is not an ATen op fails at import.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 
 import torch
@@ -14,7 +15,8 @@ import torch
 from . import module_sizes as M
 from . import resize as Z
 from . import rules as R
-from .registry import OpRule, ignore_ops, register_rule
+from . import zeros as ZR
+from .registry import OpRule, ignore_ops, lookup, register_rule, resolve
 
 aten = torch.ops.aten
 
@@ -135,6 +137,59 @@ TABLE: dict[object, OpRule] = {
 }
 
 
+# ----- zero rules (erasing mode: is a structure's output exactly zero with its weights zero?) --
+ZERO_PRESERVING = (  # f(0) = 0 in the first argument
+    "relu relu6 gelu silu tanh hardswish hardtanh leaky_relu elu selu celu mish neg abs sqrt "
+    "square sin tan asin atan sinh erf sign sgn floor ceil round trunc frac prelu glu "
+    "dropout feature_dropout alpha_dropout feature_alpha_dropout clone contiguous alias detach "
+    "lift_fresh_copy to _to_copy type_as view reshape _unsafe_view view_as reshape_as ravel "
+    "flatten permute transpose swapaxes swapdims t numpy_T movedim unsqueeze squeeze expand "
+    "expand_as unflatten slice narrow select flip roll repeat tile pixel_shuffle pixel_unshuffle "
+    "channel_shuffle native_channel_shuffle index index_select split split_with_sizes chunk "
+    "unbind sum mean amax amin nansum nanmean max_pool1d avg_pool1d adaptive_avg_pool1d "
+    "upsample_nearest1d upsample_linear1d reflection_pad1d replication_pad1d max_pool2d "
+    "avg_pool2d adaptive_avg_pool2d upsample_nearest2d upsample_bilinear2d upsample_bicubic2d "
+    "_upsample_nearest_exact2d reflection_pad2d replication_pad2d max_pool3d avg_pool3d "
+    "adaptive_avg_pool3d upsample_nearest3d upsample_trilinear3d reflection_pad3d "
+    "replication_pad3d"
+)
+ZERO_FIRST_OUTPUT = (  # tuple-valued: output 0 is f(x) with f(0) = 0
+    "max_pool2d_with_indices max_pool3d_with_indices adaptive_max_pool1d adaptive_max_pool2d "
+    "adaptive_max_pool3d max min"
+)
+_conv_zero = ZR.affine(0, 1, 2)
+ZERO_RULES: dict[str, ZR.ZeroRule] = {
+    "add": ZR.both, "sub": ZR.both, "maximum": ZR.both, "minimum": ZR.both,
+    "cat": ZR.every, "concat": ZR.every, "concatenate": ZR.every, "stack": ZR.every,
+    "mul": ZR.product, "matmul": ZR.product, "mm": ZR.product, "bmm": ZR.product,
+    "einsum": ZR.product, "div": ZR.at(0, "self"), "true_divide": ZR.at(0, "self"),
+    "where": ZR.where, "constant_pad_nd": ZR.constant_pad, "pad": ZR.pad,
+    "linear": _conv_zero, "conv1d": _conv_zero, "conv2d": _conv_zero, "conv3d": _conv_zero,
+    "conv_transpose1d": _conv_zero, "conv_transpose2d": _conv_zero,
+    "conv_transpose3d": _conv_zero, "convolution": _conv_zero,
+    "addmm": ZR.affine(1, 2, 0, "self"),
+    "batch_norm": ZR.normalised(1, 2), "instance_norm": ZR.normalised(1, 2),
+    "_native_batch_norm_legit_no_training": ZR.normalised(1, 2, tuple_out=True),
+    "native_batch_norm": ZR.normalised(1, 2, tuple_out=True),
+    "group_norm": ZR.normalised(2, 3), "layer_norm": ZR.normalised(2, 3),
+    "native_layer_norm": ZR.normalised(2, 3, tuple_out=True), "rms_norm": ZR.normalised(2, None),
+    "scaled_dot_product_attention": ZR.at(2, "value"), "embedding": ZR.at(0, "weight"),
+}
+
+
+def _zero_rules() -> dict[object, ZR.ZeroRule]:
+    named = [(n, ZR.first) for n in ZERO_PRESERVING.split()]
+    named += [(n, ZR.first_of_tuple) for n in ZERO_FIRST_OUTPUT.split()]
+    named += list(ZERO_RULES.items())
+    rules: dict[object, ZR.ZeroRule] = {operator.getitem: ZR.getitem}
+    for name, rule in named:
+        rules[resolve(name)] = rule
+        inplace = name + "_"  # the in-place variant, where the channel table has one
+        if hasattr(aten, inplace) and lookup(resolve(inplace)) is not None:
+            rules[resolve(inplace)] = rule
+    return rules
+
+
 def _with_inplace(names: str) -> str:
     """``names`` plus the in-place variant (``add_``) of each op that has one in ATen."""
     return " ".join(n + (f" {n}_" if hasattr(aten, n + "_") else "") for n in names.split())
@@ -158,6 +213,11 @@ def _register_builtins() -> None:
         register_rule(names, entry)
     for op, entry in TABLE.items():
         register_rule(op, entry)
+    for op, zero in _zero_rules().items():
+        entry = lookup(op)
+        if entry is None:
+            raise LookupError(f"zero rule for {op}, which has no channel rule")
+        register_rule(op, dataclasses.replace(entry, zero=zero), replace=True)
     ignore_ops(IGNORED)
 
 

@@ -1,12 +1,13 @@
 """Optimizers that train a model and drive whole zero-invariant groups to exact zero in one run.
 
-`HESSO`, `HESSOCRIC`, `DHSPG`, `HSPG`, `ATO` are `torch.optim.Optimizer`s built on a `SearchSpace`;
-`OPTIMIZERS` names them (``register_optimizer`` adds one).
+`HESSO`, `HESSOCRIC`, `DHSPG`, `H2SPG`, `HSPG`, `ATO` are `torch.optim.Optimizer`s built on a
+`SearchSpace`; `OPTIMIZERS` names them (``register_optimizer`` adds one).
 """
 
 from .ato import ATO
 from .base import ZigOptimizer
 from .dhspg import DHSPG
+from .h2spg import H2SPG
 from .hesso import HESSO
 from .hesso_cric import HESSOCRIC
 from .hspg import HSPG
@@ -18,6 +19,7 @@ __all__ = [
     "ATO",
     "CRITERIA",
     "DHSPG",
+    "H2SPG",
     "HESSO",
     "HESSOCRIC",
     "HSPG",

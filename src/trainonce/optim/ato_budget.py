@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from ..space import SearchSpace
-from .targets import Pool, _cost_model, _protect_last, _shortest_prefix
+from .targets import Pool, _cost_model, _shortest_prefix
 
 
 def fit_budget(
@@ -26,16 +26,16 @@ def fit_budget(
 
     Removal order: ``already``, then the ZIGs the mask ``keep`` turns off from the most to the
     least confident (ascending ``logits``), then the kept ones, again by ascending logit; every
-    group keeps its highest-logit ZIG. The shortest prefix of that order meeting the budget is
-    taken, so a mask already on budget is returned as it is (up to one ZIG), a mask over it is
-    extended and one under it gives back its least confident removals.
+    channel group keeps its highest-logit ZIG, and removed structures stay valid. The shortest
+    prefix of that order meeting the budget is taken, so a mask already on budget is returned
+    as it is (up to one ZIG), a mask over it is extended and one under it gives back its least
+    confident removals.
     """
     cost_fn, _, dense = _cost_model(space, kind)
     budget, lower = fraction * dense, (fraction - tol) * dense
     logits = logits.detach().double().cpu()
     already = already.bool().cpu()
-    free = pool.prunable & ~already
-    free = free & ~_protect_last(logits, free, pool.gid)
+    free = pool.candidates(logits, already)  # every channel group keeps its best ZIG
     off, on = free & ~keep.cpu(), free & keep.cpu()
     order = torch.cat([_by_logit(off, logits), _by_logit(on, logits)])
     order = pool.admissible_order(order, already.clone())

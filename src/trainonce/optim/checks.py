@@ -58,7 +58,7 @@ def frozen_zigs(space: SearchSpace, owner: str) -> torch.Tensor:
     for name, ps in space.param_slices.items():
         if params[name].requires_grad:
             continue
-        ids = [vec[vec >= 0] for vec in ps.dims.values()]
+        ids = [vec[vec >= 0] for _, vec in ps.layers()]
         if any(i.numel() for i in ids):
             frozen.append(name)
             for i in ids:

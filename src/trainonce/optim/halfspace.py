@@ -131,15 +131,21 @@ class HalfSpaceOptimizer(ZigOptimizer):
         return 0.0
 
     def _choose_gp(self, dirs: dict[int, torch.Tensor]) -> torch.Tensor:
-        """G_p for the full target: the least salient ZIGs, under `spread_guard`."""
+        """G_p for the full target: the least salient ZIGs, channels under `spread_guard`
+        (a structure is a size-1 group: it may go whole, as far as validity allows)."""
         alive = self.prunable & ~self.zero
-        score = saliency_scores(self._stats(dirs), self.saliency_weights, alive)
+        score = self._selection_score(self._stats(dirs))
         keep = SPREAD * uniform_keep(self.target)
-        score = spread_guard(score, alive, self.pool.gid, self.prunable, keep)
+        guarded = alive if self.pool.structures is None else alive & ~self.pool.structures
+        score = spread_guard(score, guarded, self.pool.gid, self.prunable, keep)
         return self._select(self.target.fraction_at(1.0), score, self.zero)
 
     def _lambdas(self, sq, dot, dsq, penalised) -> torch.Tensor:
         raise NotImplementedError
+
+    def _selection_score(self, stats) -> torch.Tensor:
+        """Per-ZIG saliency at a period start (lowest: most redundant, chosen for G_p)."""
+        return saliency_scores(stats, self.saliency_weights, self.prunable & ~self.zero)
 
     def _refresh_dims(self, t: int) -> None:
         """Per touched parameter, its ZIG dims holding penalised ZIGs (cached per period and
@@ -160,6 +166,8 @@ class HalfSpaceOptimizer(ZigOptimizer):
 
     @torch.no_grad()
     def _before_update(self, t: int, dirs: dict[int, torch.Tensor]) -> None:
+        if not self._stats_step(t):  # a subclass may collect directions on other steps too
+            return
         if self.schedule.position(t)[1] == 0:
             self.gp = self._choose_gp(dirs)
         self._refresh_dims(t)

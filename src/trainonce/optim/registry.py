@@ -7,6 +7,7 @@ from __future__ import annotations
 from .ato import ATO
 from .base import ZigOptimizer
 from .dhspg import DHSPG
+from .h2spg import H2SPG
 from .hesso import HESSO
 from .hesso_cric import HESSOCRIC
 from .hspg import HSPG
@@ -37,5 +38,6 @@ for _name, _cls in (
     ("dhspg", DHSPG),
     ("hspg", HSPG),
     ("ato", ATO),
+    ("h2spg", H2SPG),
 ):
     register_optimizer(_name, _cls)

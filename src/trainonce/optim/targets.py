@@ -101,7 +101,9 @@ class Pool:
 
     ``prunable``: bool ``[num_zigs]``, the ZIGs the optimizer may zero (the space's prunable
     ZIGs minus those it cannot drive to zero, e.g. with slices in frozen parameters).
-    ``gid``: the group of every ZIG; every group keeps at least one ZIG.
+    ``gid``: the group of every ZIG; every channel group keeps at least one ZIG.
+    ``structures``: bool ``[num_zigs]``, whole structures (erasing mode): their size-1 groups
+    may go entirely, as far as ``admissible`` allows, which only they can change.
     ``admissible``: optional check of a whole chosen set (bool ``[num_zigs]`` -> bool), the
     one hook for constraints between ZIGs (erasing mode's hierarchy, say: a module may go only
     with the modules below it). Candidates are taken in preference order and one whose
@@ -113,6 +115,7 @@ class Pool:
     prunable: torch.Tensor
     gid: torch.Tensor
     admissible: Admissible | None = None
+    structures: torch.Tensor | None = None
 
     @classmethod
     def of(
@@ -121,15 +124,24 @@ class Pool:
         exclude: torch.Tensor | None = None,
         admissible: Admissible | None = None,
     ) -> Pool:
+        """The pool of ``space``; with removable structures, ``admissible`` defaults to the
+        space's hierarchy check (`SearchSpace.valid`)."""
         prunable = space.prunable_mask
         if exclude is not None:
             prunable = prunable & ~exclude.bool().cpu()
-        return cls(prunable, group_index(space), admissible)
+        structures = space.structure_mask & prunable
+        if not bool(structures.any()):
+            return cls(prunable, group_index(space), admissible)
+        return cls(prunable, group_index(space), admissible or space.valid, structures)
 
     def candidates(self, score: torch.Tensor, already: torch.Tensor) -> torch.Tensor:
-        """Bool: prunable ZIGs not yet chosen, less the best-scoring one of every group."""
+        """Bool: prunable ZIGs not yet chosen, less the best-scoring one of every channel
+        group (a structure may go whole)."""
         alive = self.prunable & ~already
-        return alive & ~_protect_last(score, alive, self.gid)
+        last = _protect_last(score, alive, self.gid)
+        if self.structures is not None:
+            last &= ~self.structures
+        return alive & ~last
 
     def allows(self, chosen: torch.Tensor) -> bool:
         return self.admissible is None or bool(self.admissible(chosen))
@@ -141,10 +153,14 @@ class Pool:
         inadmissible (every prefix of the result is admissible); at most ``limit`` of them."""
         if self.admissible is None:
             return order
+        free = None if self.structures is None else ~self.structures
         trial, kept = chosen.clone(), []
         for j in order.tolist():
             if limit is not None and len(kept) >= limit:
                 break
+            if free is not None and bool(free[j]):  # cannot change admissibility
+                kept.append(j)
+                continue
             trial[j] = True
             if self.allows(trial):
                 kept.append(j)
@@ -277,13 +293,34 @@ def reachable_bound(space: SearchSpace, kind: str, pool: Pool) -> float:
     pool's ZIGs that can be zeroed, for "flops"/"params" the smallest kept share of the dense
     cost (every group of the pool reduced to its cheapest ZIG, since selection keeps one ZIG
     per group; everything outside the pool kept)."""
+    structures = pool.structures if pool.structures is not None else torch.zeros_like(
+        pool.prunable)
+    channels = pool.prunable & ~structures
     if kind == "group_sparsity":
         n = int(pool.prunable.sum())
-        groups = int(torch.unique(pool.gid[pool.prunable]).numel())
-        return (n - groups) / n if n else 0.0
+        groups = int(torch.unique(pool.gid[channels]).numel())
+        return (n - groups - _kept_structures(pool, structures, None)) / n if n else 0.0
     cost_fn, marginal, dense = _cost_model(space, kind)
-    last = _protect_last(-marginal.double(), pool.prunable, pool.gid)
-    return cost_fn(~pool.prunable | last) / dense
+    last = _protect_last(-marginal.double(), channels, pool.gid)
+    keep = ~pool.prunable | last
+    gone = _most_structures(pool, structures, marginal)
+    keep |= structures & ~gone
+    return cost_fn(keep) / dense
+
+
+def _most_structures(pool: Pool, structures: torch.Tensor, marginal: torch.Tensor | None
+                     ) -> torch.Tensor:
+    """A maximal admissible set of structures, taken in order of falling cost (greedy)."""
+    idx = torch.nonzero(structures).flatten()
+    if marginal is not None:
+        idx = idx[torch.sort(-marginal[idx], stable=True).indices]
+    gone = torch.zeros_like(structures)
+    gone[pool.admissible_order(idx, gone)] = True
+    return gone
+
+
+def _kept_structures(pool: Pool, structures: torch.Tensor, marginal) -> int:
+    return int(structures.sum()) - int(_most_structures(pool, structures, marginal).sum())
 
 
 def check_reachable(space: SearchSpace, target: Target, pool: Pool) -> None:

@@ -112,7 +112,8 @@ class ZigView:
     """Flat view of ``space`` over ``params`` (the optimizer's parameter list, in order).
 
     ``entries[i]`` is ``[(dim, vec)]`` for ``params[i]``: ``vec[pos]`` is the global ZIG id of
-    position ``pos`` along ``dim``, with ``num_zigs`` (the "no ZIG" slot) instead of -1.
+    position ``pos`` along ``dim``, with ``num_zigs`` (the "no ZIG" slot) instead of -1. A dim
+    appears twice when its positions are also in structure ZIGs (erasing mode "both").
     """
 
     def __init__(self, space: SearchSpace, params: Sequence[nn.Parameter]) -> None:
@@ -122,8 +123,8 @@ class ZigView:
         for p in params:
             ps = space.param_slices.get(by_id.get(id(p), ""))
             dims = []
-            if ps is not None:
-                for dim, vec in sorted(ps.dims.items()):
+            if ps is not None:  # channel ZIGs, then structure ZIGs (an entry may be in both)
+                for dim, vec in [*sorted(ps.dims.items()), *sorted(ps.outer.items())]:
                     dims.append((dim, slot_index(vec, self.num_zigs)))
             self.entries.append(dims)
         self.axes = [[Axis.of(p.shape, dim) for dim, _ in e] for p, e in zip(params, self.entries)]
@@ -234,7 +235,8 @@ class ZigView:
             w = sum(v for j, v in enumerate(per_dim) if j != k)
             t = core * w
             other = [d for d in range(t.dim()) if d != a.dim]
-            out_ext.index_add_(0, self.vec(i, k, dev), t.sum(dim=other).to(out_ext))
+            per_pos = t.sum(dim=other) if other else t  # sum(dim=[]) would reduce everything
+            out_ext.index_add_(0, self.vec(i, k, dev), per_pos.to(out_ext))
 
     def scale_by_sum_(
         self,

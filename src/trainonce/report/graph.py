@@ -1,39 +1,52 @@
 """Dependency-graph drawing: the ``torch.export`` op graph as a hand-written SVG / HTML page.
 
-Ops holding parameters are coloured by the group of their output channels (prunable groups in
-colour, unprunable ones grey and dashed); layers follow the longest path from the input.
+Ops holding parameters are coloured by the group of their output channels (a distinct colour per
+prunable group, unprunable ones grey and dashed) and show their channel count; shape-only ops
+(permute, view, ...) are left out; long graphs are split into columns (see graph_layout).
 """
 
 from __future__ import annotations
 
+import colorsys
 import html
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..atomic import atomic_write
+from .graph_layout import DY, GUTTER, H, Placed, W, layout
 
 _PALETTE = [
-    "#4e79a7",
-    "#f28e2b",
-    "#59a14f",
-    "#e15759",
-    "#76b7b2",
-    "#edc948",
-    "#b07aa1",
-    "#ff9da7",
-    "#9c755f",
-    "#86bc86",
-    "#d37295",
-    "#a0cbe8",
-    "#ffbe7d",
-    "#8cd17d",
+    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
+    "#9c755f", "#86bc86", "#d37295", "#a0cbe8", "#ffbe7d", "#8cd17d",
 ]
-W, H, DX, DY = 168, 26, 184, 46
+UNPRUNABLE = "#bbbbbb"
+# Ops that only move or re-view values: no parameters, no channel groups of their own.
+SHAPE_OPS = frozenset({
+    "permute", "view", "reshape", "_unsafe_view", "flatten", "transpose", "t", "contiguous",
+    "clone", "unsqueeze", "squeeze", "expand", "alias", "dropout", "_to_copy", "to", "detach",
+})
 
 
-def _describe(n, params: dict[str, str]) -> dict:
-    """One node of the drawing: its op name, innermost module and the parameters it reads."""
+def colours(n: int) -> list[str]:
+    """``n`` distinct fill colours: the Tableau palette, then golden-angle hues."""
+    out = list(_PALETTE[:n])
+    k = 0
+    while len(out) < n:
+        hue = (0.11 + 0.618034 * k) % 1.0
+        light = (0.62, 0.74, 0.52)[k % 3]
+        rgb = colorsys.hls_to_rgb(hue, light, 0.55)
+        c = "#" + "".join(f"{round(255 * v):02x}" for v in rgb)
+        if c not in out and c != UNPRUNABLE:
+            out.append(c)
+        k += 1
+    return out
+
+
+def _describe(n, params: dict[str, str], state: dict) -> dict:
+    """One node of the drawing: its op, innermost module, the parameters it reads and the
+    channels of its first parameter's output dim."""
     if n.op == "placeholder":
         op, mod = "input", n.name
     elif n.op == "output":
@@ -42,96 +55,97 @@ def _describe(n, params: dict[str, str]) -> dict:
         op = str(getattr(n.target, "__name__", n.target)).split(".")[0]
         stack = n.meta.get("nn_module_stack") or {}
         mod = list(stack.values())[-1][0] if stack else ""
-    ins = n.all_input_nodes
+    ps = [params[a.name] for a in n.all_input_nodes if a.name in params]
+    first = state.get(ps[0]) if ps else None
     return {
         "id": n.name,
         "op": op,
         "module": mod,
-        "params": [params[a.name] for a in ins if a.name in params],
+        "params": ps,
+        "channels": int(first.shape[0]) if first is not None and first.dim() else None,
     }
 
 
-def op_graph(model: torch.nn.Module, example_inputs: tuple) -> tuple[list[dict], list[tuple]]:
-    """Nodes ``{id, op, module, params}`` and edges ``(src, dst)`` of the exported graph."""
+@dataclass
+class OpGraph:
+    """Nodes ``{id, op, module, params, channels}`` in topological order, edges ``(src, dst)``,
+    and how many shape-only ops were left out."""
+
+    nodes: list[dict]
+    edges: list[tuple[str, str]]
+    hidden: int = 0
+
+
+def op_graph(model: torch.nn.Module, example_inputs: tuple, hide_shape_ops: bool = True) -> OpGraph:
+    """The exported graph; ``getitem`` and (with ``hide_shape_ops``) `SHAPE_OPS` nodes with one
+    input are drawn as that input."""
     ep = torch.export.export(model, example_inputs, strict=False)
     sig = ep.graph_signature
     params = dict(sig.inputs_to_parameters)
     hidden = set(params) | set(sig.inputs_to_buffers) | set(sig.inputs_to_lifted_tensor_constants)
-    alias: dict[str, str] = {}  # getitem nodes are drawn as their tuple-producing source
+    alias: dict[str, str] = {}  # node drawn as another one
     nodes: list[dict] = []
     edges: list[tuple] = []
+    n_shape = 0
     for n in ep.graph.nodes:
         if n.op == "placeholder" and n.name in hidden:
             continue
+        ins = [a for a in n.all_input_nodes if a.name not in hidden]
         if n.op == "call_function" and "getitem" in str(n.target):
-            src = n.args[0]
-            alias[n.name] = alias.get(src.name, src.name)
+            alias[n.name] = alias.get(n.args[0].name, n.args[0].name)
             continue
-        nodes.append(_describe(n, params))
-        edges += [
-            (alias.get(a.name, a.name), n.name) for a in n.all_input_nodes if a.name not in hidden
-        ]
-    return nodes, edges
+        node = _describe(n, params, ep.state_dict)
+        if hide_shape_ops and node["op"] in SHAPE_OPS and not node["params"] and len(ins) == 1:
+            alias[n.name] = alias.get(ins[0].name, ins[0].name)
+            n_shape += 1
+            continue
+        nodes.append(node)
+        edges += list(dict.fromkeys((alias.get(a.name, a.name), n.name) for a in ins))
+    return OpGraph(nodes, edges, n_shape)
 
 
-def _layout(nodes: list[dict], edges: list[tuple]) -> dict[str, tuple[float, float]]:
-    ids = [n["id"] for n in nodes]
-    preds: dict[str, list[str]] = {i: [] for i in ids}
-    for s, d in edges:
-        if s in preds and d in preds:
-            preds[d].append(s)
-    depth: dict[str, int] = {}
-    for i in ids:  # nodes are in topological order
-        depth[i] = 1 + max((depth[p] for p in preds[i]), default=-1)
-    layers: dict[int, list[str]] = {}
-    for i in ids:
-        layers.setdefault(depth[i], []).append(i)
-    pos: dict[str, tuple[float, float]] = {}
-    for d in sorted(layers):
-        row = layers[d]
-        key = {i: sum(pos[p][0] for p in preds[i]) / len(preds[i]) if preds[i] else 0 for i in row}
-        row.sort(key=lambda i: key[i])
-        for k, i in enumerate(row):
-            pos[i] = ((k - (len(row) - 1) / 2) * DX, d * DY)
-    return pos
+def _output_groups(space) -> dict[str, int]:
+    """Parameter -> index of the group (prunable or not) owning position 0 of its dim 0."""
+    owner: dict[str, int] = {}
+    for gi, g in enumerate(space.groups):
+        for m in g.members:
+            if m.dim == 0 and bool((m.index == 0).any()):
+                owner.setdefault(m.param, gi)
+    return owner
 
 
 def _colour_groups(space, nodes: list[dict]) -> dict[int, str]:
     """Set ``node["group"]`` (the group of its output channels, or None); return group colours:
-    one palette colour per prunable group, grey for unprunable ones."""
-    zig_group = torch.full((space.num_zigs,), -1, dtype=torch.long)
-    for gi, g in enumerate(space.groups):
-        zig_group[g.offset : g.offset + g.size] = gi
-    colours: dict[int, str] = {}
+    a distinct colour per prunable group (in order of appearance), grey for unprunable ones."""
+    owner = _output_groups(space)
+    seen: list[int] = []
     for n in nodes:
-        n["group"] = None
-        for p in n["params"]:
-            ps = space.param_slices.get(p)
-            vec = ps.dims.get(0) if ps is not None else None
-            if vec is not None and bool((vec >= 0).any()):
-                n["group"] = int(zig_group[vec[vec >= 0][0]])
-                break
-        g = n["group"]
-        if g is not None and g not in colours:
-            prunable = space.groups[g].prunable
-            colours[g] = _PALETTE[len(colours) % len(_PALETTE)] if prunable else "#bbbbbb"
-    return colours
+        n["group"] = next((owner[p] for p in n["params"] if p in owner), None)
+        if n["group"] is not None and n["group"] not in seen:
+            seen.append(n["group"])
+    prunable = [g for g in seen if space.groups[g].prunable]
+    out = dict(zip(prunable, colours(len(prunable))))
+    out.update({g: UNPRUNABLE for g in seen if not space.groups[g].prunable})
+    return out
 
 
-def _legend(x0: float, n_nodes: int, n_edges: int) -> list[str]:
-    out, lx = [], x0 + 10
+def _legend(n_nodes: int, n_edges: int, n_hidden: int, n_columns: int) -> list[str]:
+    out, lx = [], 10
     for label, fill, dash in (
         ("prunable group (one colour per group)", _PALETTE[0], ""),
-        ("unprunable group", "#bbbbbb", ' stroke-dasharray="3,2"'),
+        ("unprunable group", UNPRUNABLE, ' stroke-dasharray="3,2"'),
         ("no parameters", "white", ""),
+        ("continued from the previous column", "white", ' stroke-dasharray="1,2"'),
     ):
         out.append(
-            f'<rect x="{lx:.0f}" y="12" width="14" height="12" fill="{fill}" '
-            f'stroke="#333"{dash}/><text x="{lx + 18:.0f}" y="22">{html.escape(label)}</text>'
+            f'<rect x="{lx}" y="12" width="14" height="12" fill="{fill}" stroke="#333"{dash}/>'
+            f'<text x="{lx + 18}" y="22">{html.escape(label)}</text>'
         )
-        lx += 24 + 6.2 * len(label)
+        lx += 24 + int(6.2 * len(label))
+    cols = f", {n_columns} columns (read left to right)" if n_columns > 1 else ""
     out.append(
-        f'<text x="{x0 + 10:.0f}" y="44">{n_nodes} ops, {n_edges} edges; hover a '
+        f'<text x="10" y="44">{n_nodes} ops, {n_edges} edges{cols}; {n_hidden} shape-only ops '
+        "(permute, view, ...) not drawn; a number is the channels of the op's output; hover a "
         "node for its module, parameters and group</text>"
     )
     return out
@@ -139,51 +153,73 @@ def _legend(x0: float, n_nodes: int, n_edges: int) -> list[str]:
 
 def _edge_path(a: tuple[float, float], b: tuple[float, float], top: float) -> str:
     (x1, y1), (x2, y2) = a, b
-    if y2 - y1 > 1.5 * DY:  # skips rows (a residual): go round the right of the column
+    span = round((y2 - y1) / DY)
+    if span > 1:  # skips rows (a residual): round the right, further for longer skips
+        bulge = min(GUTTER - 10, 24 + 8 * min(span - 1, 7))
         xa, xb, c1, c2 = x1 + W / 2, x2 + W / 2, y1 + top + H / 2, y2 + top + H / 2
-        d = f"M{xa:.0f},{c1:.0f} C{xa + 40:.0f},{c1:.0f} {xb + 40:.0f},{c2:.0f} {xb:.0f},{c2:.0f}"
+        d = (f"M{xa:.0f},{c1:.0f} C{xa + bulge:.0f},{c1:.0f} {xb + bulge:.0f},{c2:.0f} "
+             f"{xb:.0f},{c2:.0f}")
     else:
         y1, y2, ym = y1 + top + H, y2 + top, (y1 + y2) / 2 + top + H / 2
         d = f"M{x1:.0f},{y1:.0f} C{x1:.0f},{ym:.0f} {x2:.0f},{ym:.0f} {x2:.0f},{y2:.0f}"
     return f'<path d="{d}" fill="none" stroke="#999" stroke-width="1"/>'
 
 
-def _node_box(space, n: dict, xy: tuple[float, float], top: float, colours: dict) -> str:
-    """A rounded box with the op and module, its tooltip listing parameters and group."""
+def _short(text: str, n: int = 28) -> str:
+    return text if len(text) <= n else text[: n // 2 - 1] + "…" + text[-(n // 2):]
+
+
+def _node_box(space, n: dict, xy: tuple[float, float], top: float, colours: dict,
+              ghost: bool = False) -> str:
+    """A rounded box: module on the first line, op and channels on the second; its tooltip
+    lists parameters and group. ``data-*`` attributes say what it shows, for tools and tests."""
     e = html.escape
     (x, y), g = xy, n["group"]
-    fill = colours.get(g, "white") if g is not None else "white"
-    dash = ' stroke-dasharray="3,2"' if g is not None and not space.groups[g].prunable else ""
+    prunable = g is not None and space.groups[g].prunable
+    fill = "white" if ghost or g is None else colours[g]
+    dash = ' stroke-dasharray="1,2"' if ghost else (
+        ' stroke-dasharray="3,2"' if g is not None and not prunable else "")
     tip = [f"{n['op']} {n['module']}".strip()] + [f"param {p}" for p in n["params"]]
     if g is not None:
         grp = space.groups[g]
-        why = "prunable" if grp.prunable else f"unprunable: {grp.reason}"
+        why = "prunable" if prunable else f"unprunable: {grp.reason}"
         tip.append(f"group {grp.name} ({grp.size} channels, {why})")
-    label = f"{n['op']} {n['module']}".strip()
-    label = label if len(label) <= 30 else label[:14] + "…" + label[-15:]
+    ch = f" · {n['channels']}" if n["channels"] is not None else ""
+    line1 = ("↳ " if ghost else "") + _short(n["module"] or n["op"])
+    line2 = (n["op"] if n["module"] else "") + ch
+    kind = "ghost" if ghost else "node"
+    attrs = f'class="{kind}" data-op="{e(n["op"])}"'
+    if g is not None:
+        attrs += f' data-group="{g}" data-prunable="{str(prunable).lower()}"'
+    if n["channels"] is not None:
+        attrs += f' data-channels="{n["channels"]}"'
     return (
-        f'<g><title>{e(chr(10).join(tip))}</title><rect x="{x - W / 2:.0f}" '
-        f'y="{y + top:.0f}" width="{W}" height="{H}" rx="5" fill="{fill}" '
-        f'stroke="#333"{dash}/><text x="{x:.0f}" y="{y + top + 16:.0f}" '
-        f'text-anchor="middle">{e(label)}</text></g>'
+        f'<g {attrs}><title>{e(chr(10).join(tip))}</title><rect x="{x - W / 2:.0f}" '
+        f'y="{y + top:.0f}" width="{W}" height="{H}" rx="5" fill="{fill}" stroke="#333"{dash}/>'
+        f'<text x="{x:.0f}" y="{y + top + 13:.0f}" text-anchor="middle">{e(line1)}</text>'
+        f'<text x="{x:.0f}" y="{y + top + 25:.0f}" text-anchor="middle" fill="#333">'
+        f"{e(line2.strip())}</text></g>"
     )
 
 
-def render_svg(space, nodes: list[dict], edges: list[tuple]) -> str:
+def render_svg(space, graph: OpGraph) -> str:
     """Standalone SVG: nodes coloured by group, edges as curves, a legend on top."""
-    colours = _colour_groups(space, nodes)
-    pos = _layout(nodes, edges)
-    xs = [x for x, _ in pos.values()] or [0.0]
-    x0, top = min(xs) - W / 2 - 10, 70
-    width = max(max(xs) - min(xs) + W + 60, 620)  # room for skip edges on the right
-    height = top + max((y for _, y in pos.values()), default=0) + H + 20
+    nodes, edges = graph.nodes, graph.edges
+    colours_ = _colour_groups(space, nodes)
+    placed: Placed = layout([n["id"] for n in nodes], edges)
+    by_id = {n["id"]: n for n in nodes}
+    top = 70
+    width = max(placed.width, 900)
+    height = top + placed.height + 20
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
-        f'viewBox="{x0:.0f} 0 {width:.0f} {height:.0f}" font-family="sans-serif" font-size="10">',
-        f'<rect x="{x0:.0f}" y="0" width="{width:.0f}" height="{height:.0f}" fill="white"/>',
-        *_legend(x0, len(nodes), len(edges)),
-        *(_edge_path(pos[s], pos[d], top) for s, d in edges if s in pos and d in pos),
-        *(_node_box(space, n, pos[n["id"]], top, colours) for n in nodes),
+        f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="sans-serif" font-size="10">',
+        f'<rect x="0" y="0" width="{width:.0f}" height="{height:.0f}" fill="white"/>',
+        *_legend(len(nodes), len(edges), graph.hidden, 1 + max(placed.column.values(), default=0)),
+        *(_edge_path(placed.pos[s], placed.pos[d], top) for s, d in placed.edges),
+        *(_node_box(space, n, placed.pos[n["id"]], top, colours_) for n in nodes),
+        *(_node_box(space, by_id[src], placed.pos[gid], top, colours_, ghost=True)
+          for gid, src in placed.ghosts.items()),
         "</svg>",
     ]
     return "\n".join(out)
@@ -191,8 +227,7 @@ def render_svg(space, nodes: list[dict], edges: list[tuple]) -> str:
 
 def write_graph(space, model, example_inputs: tuple, path: Path) -> Path:
     """Write the dependency graph to ``path``: ``.svg`` alone, otherwise an HTML page."""
-    nodes, edges = op_graph(model, example_inputs)
-    svg = render_svg(space, nodes, edges)
+    svg = render_svg(space, op_graph(model, example_inputs))
     path = Path(path)
     if path.suffix.lower() == ".svg":
         text = svg
@@ -204,4 +239,4 @@ def write_graph(space, model, example_inputs: tuple, path: Path) -> Path:
             f"<body><h1>{title}</h1>{svg}<h2>Search space</h2>"
             f"<pre>{html.escape(space.summary(max_rows=200))}</pre></body></html>"
         )
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -18,6 +18,7 @@ from ..graph.propagate import Propagation, pin_outputs, propagate
 from ..trace import Traced, trace
 from .analysis import Analysis
 from .costs import CostModel, CostTerm
+from .erasing import Erasing
 from .search_space import Group, Member, SearchSpace
 
 _NO_REASON = 1 << 62
@@ -27,19 +28,27 @@ class NothingPrunableError(ValueError):
     """The model has no zero-invariant group that may be removed."""
 
 
-def analyze(model: nn.Module, example_inputs: Any, *, exclude: list[str] | None = None
-            ) -> SearchSpace:
+MODES = ("prune", "erase", "both")
+
+
+def analyze(model: nn.Module, example_inputs: Any, *, mode: str = "prune",
+            exclude: list[str] | None = None) -> SearchSpace:
     """Find every zero-invariant group of ``model`` from one run on ``example_inputs``.
 
     ``example_inputs``: a tensor, a tuple of positional args, or a dict of keyword args.
+    ``mode``: "prune" (channel groups: channels, heads, neurons), "erase" (whole structures:
+    residual branches, candidate ops, concat branches, transformer sublayers; OTOv3's erasing
+    mode) or "both" (each structure and the channels inside it).
     ``exclude``: module or parameter names whose parameters must be kept whole.
     """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     _check_exclude(model, exclude)
     traced = trace(model, example_inputs)
     prop = propagate(traced, exclude)
     pin_outputs(traced, prop)
     roots = _roots(prop)
-    space = _assemble(traced, prop, roots)
+    space = _assemble(traced, prop, roots, mode, exclude or [])
     if space.num_prunable_zigs == 0:
         raise NothingPrunableError(_nothing_prunable_message(space))
     return space
@@ -188,9 +197,10 @@ class _Layout(NamedTuple):
     reason: torch.Tensor  # per group: smallest reason id of its ZIGs, _NO_REASON if prunable
 
 
-def _assemble(traced: Traced, prop: Propagation, roots: torch.Tensor) -> SearchSpace:
+def _assemble(traced: Traced, prop: Propagation, roots: torch.Tensor, mode: str = "prune",
+              exclude: list[str] | None = None) -> SearchSpace:
     """Group ZIGs by exact structure, all positions at once: one sort, then one slice per
-    member."""
+    member. Structure groups (erasing mode) come after the channel groups."""
     pos = _positions(prop, roots)
     reason = _zig_reasons(prop.rec, roots, pos.zig_roots)
     row_zig, row_pd, count = _rows(pos)
@@ -200,7 +210,11 @@ def _assemble(traced: Traced, prop: Propagation, roots: torch.Tensor) -> SearchS
     groups = _groups(pos, layout, prop.rec.reasons)
     zig_of_root = torch.full((prop.rec.next_atom,), -1, dtype=torch.long)
     zig_of_root[pos.zig_roots[~blocked]] = layout.zig_id[~blocked]
-    return _search_space(traced, prop, groups, zig_of_root[roots])
+    if mode == "prune":
+        return _search_space(traced, prop, groups, zig_of_root[roots])
+    if mode == "erase":
+        groups, zig_of_root = [], torch.full_like(zig_of_root, -1)
+    return _with_structures(traced, prop, roots, groups, zig_of_root[roots], exclude or [], mode)
 
 
 def _positions(prop: Propagation, roots: torch.Tensor) -> _Positions:
@@ -327,12 +341,15 @@ def _groups(pos: _Positions, layout: _Layout, reasons: list[str]) -> list[Group]
 
 
 def _search_space(traced: Traced, prop: Propagation, groups: list[Group],
-                  zig_of_atom: torch.Tensor) -> SearchSpace:
+                  zig_of_atom: torch.Tensor, erasing: Erasing | None = None) -> SearchSpace:
     rec = prop.rec
-    costs = CostModel([
-        CostTerm.from_vectors(kind, unit, [zig_of_atom[v] for v in vecs], where)
-        for kind, unit, vecs, where in rec.costs
-    ])
+    if erasing is None:
+        costs = CostModel([
+            CostTerm.from_vectors(kind, unit, [zig_of_atom[v] for v in vecs], where)
+            for kind, unit, vecs, where in rec.costs
+        ])
+    else:
+        costs = erasing.costs(rec, zig_of_atom)
     notes = list(prop.warnings)
     unseen = [n for n, _ in traced.model.named_parameters() if n not in prop.param_atoms]
     if unseen:
@@ -341,8 +358,26 @@ def _search_space(traced: Traced, prop: Propagation, groups: list[Group],
                      "slim model may not run them")
     buffer_slices = {name: {d: zig_of_atom[ids] for d, ids in dims.items()}
                      for name, dims in prop.buffer_atoms.items()}
+    analysis = Analysis(traced, prop, zig_of_atom)
+    buffer_outer = {}
+    if erasing is not None:
+        buffer_outer = {name: {d: erasing.structure_of_atom[ids] for d, ids in dims.items()}
+                        for name, dims in prop.buffer_atoms.items()}
+        notes += erasing.notes
+        analysis.structure_of_atom = erasing.structure_of_atom
+        analysis.structures = erasing.removable
+        analysis.hierarchy = erasing.hierarchy
     return SearchSpace(traced.model, groups, costs, notes=notes, buffer_slices=buffer_slices,
-                       analysis=Analysis(traced, prop, zig_of_atom))
+                       buffer_outer=buffer_outer, analysis=analysis,
+                       mode="prune" if erasing is None else erasing.mode)
+
+
+def _with_structures(traced: Traced, prop: Propagation, roots: torch.Tensor,
+                     groups: list[Group], zig_of_atom: torch.Tensor, exclude: list[str],
+                     mode: str) -> SearchSpace:
+    erasing = Erasing.find(traced, prop, roots, sum(g.size for g in groups), exclude)
+    erasing.mode = mode
+    return _search_space(traced, prop, groups + erasing.groups, zig_of_atom, erasing)
 
 
 def _nothing_prunable_message(space: SearchSpace) -> str:
@@ -351,5 +386,12 @@ def _nothing_prunable_message(space: SearchSpace) -> str:
         reasons[g.reason or "?"] = reasons.get(g.reason or "?", 0) + g.size
     top = sorted(reasons.items(), key=lambda kv: -kv[1])[:5]
     detail = "; ".join(f"{n} channels: {r}" for r, n in top) or "the model has no parameters"
+    if space.groups and all(g.kind == "structure" for g in space.groups):
+        return ("nothing in this model can be erased: no structure is removable "
+                f"({detail}). Try mode='prune' for channels.")
+    if not space.groups:
+        return ("nothing in this model can be erased: it has no branch whose output only "
+                "enters a sum or a concat (a residual branch, a candidate op, a sublayer); "
+                "try mode='prune' for channels")
     return ("nothing in this model can be pruned: every channel is kept whole "
             f"({detail}). Check `exclude`, or whether the model has prunable layers at all.")

@@ -22,16 +22,22 @@ if TYPE_CHECKING:
 @dataclass
 class CostTerm:
     """``unit * prod_j kept(vectors[j])``; a vector holds the ZIG id of every position of one
-    dim (-1: in no prunable ZIG, always kept)."""
+    dim (-1: in no prunable ZIG, always kept). ``outer`` (optional, same shapes) holds the
+    structure ZIG of every position (erasing mode): a position is kept when both of its ZIGs
+    are. A term inside a structure has a one-position vector holding the structure's ZIG."""
 
     kind: str  # "flops" or "params"
     unit: float
     vectors: list[torch.Tensor]
     label: str = ""
+    outer: list[torch.Tensor] | None = None
 
     @classmethod
-    def from_vectors(cls, kind: str, unit: float, vectors: list[torch.Tensor], label: str = ""):
-        return cls(kind, float(unit), [v.reshape(-1).long() for v in vectors], label)
+    def from_vectors(cls, kind: str, unit: float, vectors: list[torch.Tensor], label: str = "",
+                     outer: list[torch.Tensor] | None = None):
+        flat = [v.reshape(-1).long() for v in vectors]
+        return cls(kind, float(unit), flat, label,
+                   None if outer is None else [o.reshape(-1).long() for o in outer])
 
 
 class _Table:
@@ -40,24 +46,31 @@ class _Table:
 
     def __init__(self, terms: list[CostTerm]) -> None:
         self.unit = torch.tensor([t.unit for t in terms], dtype=torch.float64)
-        vec_term, lengths, flat = [], [], []
+        vec_term, lengths, flat, outer = [], [], [], []
         for i, t in enumerate(terms):
-            for v in t.vectors:
+            for j, v in enumerate(t.vectors):
                 vec_term.append(i)
                 lengths.append(v.numel())
                 flat.append(v)
+                outer.append(t.outer[j] if t.outer is not None else torch.full_like(v, -1))
         self.n_terms = len(terms)
         self.vec_term = torch.tensor(vec_term, dtype=torch.long)
         self.length = torch.tensor(lengths, dtype=torch.float64)
         self.zig = torch.cat(flat) if flat else torch.zeros(0, dtype=torch.long)
+        outer_ids = torch.cat(outer) if outer else torch.zeros(0, dtype=torch.long)
+        # positions in a structure ZIG: kept only if both their ZIGs are (None: no structures)
+        self.outer = outer_ids if bool((outer_ids >= 0).any()) else None
         self.pos_vec = torch.repeat_interleave(torch.arange(len(lengths)),
                                                torch.tensor(lengths, dtype=torch.long))
 
     def kept_lengths(self, keep: torch.Tensor | None) -> torch.Tensor:
         if keep is None or self.zig.numel() == 0:
             return self.length.clone()
-        kept = per_position(keep.bool().cpu(), self.zig, True).double()
-        return torch.zeros_like(self.length).index_add_(0, self.pos_vec, kept)
+        keep = keep.bool().cpu()
+        kept = per_position(keep, self.zig, True)
+        if self.outer is not None:
+            kept = kept & per_position(keep, self.outer, True)
+        return torch.zeros_like(self.length).index_add_(0, self.pos_vec, kept.double())
 
     def per_term(self, lengths: torch.Tensor) -> torch.Tensor:
         prod = torch.ones(self.n_terms, dtype=torch.float64)
@@ -78,6 +91,8 @@ class _Table:
             return unit.sum()
         vals = with_slot(mask.to(torch.float64), 1.0)
         kept = vals[slot_index(self.zig.to(dev), mask.numel())]
+        if self.outer is not None:
+            kept = kept * vals[slot_index(self.outer.to(dev), mask.numel())]
         lengths = torch.zeros(self.length.numel(), dtype=torch.float64, device=dev).index_add(
             0, self.pos_vec.to(dev), kept
         )
@@ -89,10 +104,13 @@ class _Table:
         """Cost each single ZIG removes from the dense model:
         sum over terms of dense_t * (1 - prod_{vectors j holding z} (1 - count_jz / len_j))."""
         out = torch.zeros(num_zigs, dtype=torch.float64)
-        mask = self.zig >= 0
+        zig, pos_vec = self.zig, self.pos_vec
+        if self.outer is not None:  # a position goes with its channel ZIG or its structure
+            zig, pos_vec = torch.cat([zig, self.outer]), torch.cat([pos_vec, pos_vec])
+        mask = zig >= 0
         if not bool(mask.any()):
             return out
-        z, vec = self.zig[mask], self.pos_vec[mask]
+        z, vec = zig[mask], pos_vec[mask]
         key, count = torch.unique(vec * (num_zigs + 1) + z, return_counts=True)
         vec, z = key // (num_zigs + 1), key % (num_zigs + 1)
         factor = 1.0 - count.double() / self.length[vec]
@@ -108,12 +126,21 @@ class _Table:
         dense = self.per_term(self.length)
         if dense.sum() == 0:
             return 0.0
-        mask = self.zig >= 0
         hit = torch.zeros(self.n_terms, dtype=torch.bool)
-        if bool(mask.any()):
-            good = prunable[self.zig[mask]]
-            hit[self.vec_term[self.pos_vec[mask][good]]] = True
+        for ids in (self.zig, self.outer if self.outer is not None else self.zig):
+            mask = ids >= 0
+            if bool(mask.any()):
+                good = prunable[ids[mask]]
+                hit[self.vec_term[self.pos_vec[mask][good]]] = True
         return float(dense[hit].sum() / dense.sum())
+
+
+def _layer(layers: list, d: int, layer: dict[int, torch.Tensor]) -> torch.Tensor:
+    """ZIG ids along dim ``d`` in one layer (channels or structures); -1 where it has none."""
+    if d in layer:
+        return layer[d]
+    n = next(v.numel() for dim, v in layers if dim == d)
+    return torch.full((n,), -1, dtype=torch.long)
 
 
 class CostModel:
@@ -130,12 +157,15 @@ class CostModel:
         terms = []
         for name, p in model.named_parameters():
             ps = param_slices.get(name)
-            dims = ps.dims if ps is not None else {}
+            layers = ps.layers() if ps is not None else []
+            dims = sorted({d for d, _ in layers})
             unit = 1
             for d, s in enumerate(p.shape):
                 if d not in dims:
                     unit *= s
-            terms.append(CostTerm.from_vectors("params", unit, list(dims.values()), name))
+            vecs = [_layer(layers, d, ps.dims) for d in dims] if ps is not None else []
+            outer = [_layer(layers, d, ps.outer) for d in dims] if ps is not None else []
+            terms.append(CostTerm.from_vectors("params", unit, vecs, name, outer))
         return cls(terms)
 
     def flops(self, keep: torch.Tensor | None = None) -> float:

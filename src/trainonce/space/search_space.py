@@ -29,7 +29,13 @@ class Member:
 @dataclass
 class Group:
     """A set of ZIGs that share one structure: every ZIG owns the same slices of the same
-    parameters. ZIG ``i`` of the group has the global id ``offset + i``."""
+    parameters. ZIG ``i`` of the group has the global id ``offset + i``.
+
+    ``kind``: "channel" (channels, heads, neurons: pruning) or "structure" (one whole removal
+    unit of erasing mode: a branch, a candidate op, a sublayer; size 1, its members are all of
+    the unit's parameters, plus the consumer slices of a concat branch). A structure's slices
+    may also lie in channel ZIGs (mode "both"): a position then belongs to one ZIG of each kind.
+    """
 
     name: str
     size: int
@@ -39,6 +45,7 @@ class Group:
     reason: str | None = None
     flops: float = 0.0  # MACs that scale with this group's channels
     params: int = 0  # parameters that scale with this group's channels
+    kind: str = "channel"
 
     @property
     def zig_ids(self) -> torch.Tensor:
@@ -48,10 +55,16 @@ class Group:
 @dataclass
 class ParamSlices:
     """For one parameter: per dim, the global id of the prunable ZIG owning every position
-    (-1: in no prunable ZIG)."""
+    (-1: in no prunable ZIG): ``dims`` for channel ZIGs, ``outer`` for structure ZIGs (the
+    nesting of erasing mode: a position is in at most one of each)."""
 
     name: str
     dims: dict[int, torch.Tensor] = field(default_factory=dict)
+    outer: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def layers(self) -> list[tuple[int, torch.Tensor]]:
+        """Every (dim, ZIG id per position) map of the parameter, channels then structures."""
+        return [*self.dims.items(), *self.outer.items()]
 
 
 class SearchSpace:
@@ -61,7 +74,8 @@ class SearchSpace:
     for every parameter dim, one LongTensor mapping positions to global ZIG ids, so per-ZIG norms
     are a ``index_add_`` per member instead of a loop over ZIGs.
 
-    ``buffer_slices``: the same map for buffers (e.g. BatchNorm statistics) that lose positions.
+    ``buffer_slices``: the same map for buffers (e.g. BatchNorm statistics) that lose positions
+    (``buffer_outer``: their structure ZIGs in erasing mode).
     ``analysis``: the trace behind the groups, set by `trainonce.analyze`; `construct_subnet`
     needs it. A space built by hand has none (and, without ``costs``, parameter costs only).
     """
@@ -74,9 +88,12 @@ class SearchSpace:
         notes: list[str] | None = None,
         *,
         buffer_slices: dict[str, dict[int, torch.Tensor]] | None = None,
+        buffer_outer: dict[str, dict[int, torch.Tensor]] | None = None,
         analysis: Analysis | None = None,
+        mode: str = "prune",
     ) -> None:
         self.model = model
+        self.mode = mode  # what `trainonce.analyze` looked for: "prune", "erase" or "both"
         self.groups = groups
         offset = 0
         for g in groups:
@@ -85,6 +102,8 @@ class SearchSpace:
         self.num_zigs = offset
         self.notes = list(notes or [])
         self.buffer_slices: dict[str, dict[int, torch.Tensor]] = dict(buffer_slices or {})
+        # the structure ZIG of buffer positions a concat branch carries (erasing mode)
+        self.buffer_outer: dict[str, dict[int, torch.Tensor]] = dict(buffer_outer or {})
         self.analysis: Analysis | None = analysis
         self._slices = self._build_slices()
         self.costs = costs if costs is not None else CostModel.from_params(model, self._slices)
@@ -105,10 +124,11 @@ class SearchSpace:
             for m in g.members:
                 size = params[m.param].shape[m.dim]
                 ps = slices.setdefault(m.param, ParamSlices(m.param))
-                vec = ps.dims.get(m.dim)
+                layer = ps.outer if g.kind == "structure" else ps.dims
+                vec = layer.get(m.dim)
                 if vec is None:
                     vec = torch.full((size,), -1, dtype=torch.long)
-                    ps.dims[m.dim] = vec
+                    layer[m.dim] = vec
                 zig = g.zig_ids.unsqueeze(1).expand_as(m.index)
                 vec[m.index.reshape(-1)] = zig.reshape(-1)
         return slices
@@ -174,7 +194,7 @@ class SearchSpace:
         out = torch.zeros(self.num_zigs + 1, dtype=torch.float64, device=device)
         for name, ps in self._slices.items():
             p = params[name].detach()
-            for dim, vec in ps.dims.items():
+            for dim, vec in ps.layers():
                 other = [d for d in range(p.dim()) if d != dim]
                 per_pos = p.double().pow(2).sum(dim=other) if other else p.double().pow(2)
                 out.index_add_(0, slot_index(vec.to(device), self.num_zigs), per_pos)
@@ -194,25 +214,61 @@ class SearchSpace:
         zero = zero.bool().cpu()
         for name, ps in self._slices.items():
             p = params[name]
-            for dim, vec in ps.dims.items():
+            for dim, vec in ps.layers():
                 pos = torch.nonzero(per_position(zero, vec, False)).flatten().to(p.device)
                 if pos.numel():
                     p.index_fill_(dim, pos, 0.0)
 
+    # ----- erasing mode ---------------------------------------------------------------------
+    @property
+    def structure_mask(self) -> torch.Tensor:
+        """Bool ``[num_zigs]``: the ZIGs that are whole structures (erasing mode)."""
+        mask = torch.zeros(self.num_zigs, dtype=torch.bool)
+        for g in self.groups:
+            if g.kind == "structure":
+                mask[g.offset : g.offset + g.size] = True
+        return mask
+
+    def valid(self, zero: torch.Tensor) -> bool:
+        """False when removing the structures flagged in ``zero`` (bool ``[num_zigs]``) would
+        leave a model output without a path from the inputs (channel ZIGs never do: every
+        group keeps one)."""
+        h = self.analysis.hierarchy if self.analysis is not None else None
+        return True if h is None else h.valid(zero)
+
+    def invalid_reason(self, zero: torch.Tensor) -> str | None:
+        """None if ``zero`` is valid, else which removed structures cut which output."""
+        h = self.analysis.hierarchy if self.analysis is not None else None
+        return None if h is None else h.why_invalid(zero)
+
     @torch.no_grad()
     def zero_random_groups(self, sparsity: float, seed: int = 0) -> torch.Tensor:
-        """Zero a random ``sparsity`` share of each prunable group's ZIGs in place (for tests
-        and demos); every group keeps at least one ZIG. Returns the bool mask of zeroed ZIGs."""
+        """Zero a random ``sparsity`` share of each prunable channel group's ZIGs in place (for
+        tests and demos; every group keeps at least one ZIG) and of the removable structures
+        (drawn in random order, each only if the set stays `valid`). Returns the zeroed ZIGs."""
         if not 0.0 <= sparsity < 1.0:
             raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
         gen = torch.Generator().manual_seed(seed)
         zero = torch.zeros(self.num_zigs, dtype=torch.bool)
+        structures = []
         for g in self.groups:
+            if g.prunable and g.kind == "structure":
+                structures.append(g.offset)
+                continue
             if not g.prunable or g.size < 2:
                 continue
             k = min(int(round(sparsity * g.size)), g.size - 1)
             pick = torch.randperm(g.size, generator=gen)[:k]
             zero[g.offset + pick] = True
+        want = int(round(sparsity * len(structures)))
+        for i in torch.randperm(len(structures), generator=gen).tolist():
+            if want == 0:
+                break
+            zero[structures[i]] = True
+            if self.valid(zero):
+                want -= 1
+            else:
+                zero[structures[i]] = False
         self.set_zero(zero)
         return zero
 

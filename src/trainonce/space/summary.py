@@ -31,7 +31,8 @@ def format_summary(space: SearchSpace, max_rows: int = 40) -> str:
     rows = sorted(prunable, key=lambda g: -g.flops) + sorted(
         (g for g in kept if g.flops or g.params), key=lambda g: -g.flops)
     for i, g in enumerate(rows[:max_rows]):
-        status = "prunable" if g.prunable else f"kept: {g.reason}"
+        what = "removable structure" if g.kind == "structure" else "prunable"
+        status = what if g.prunable else f"kept: {g.reason}"
         name = g.name if len(g.name) <= 48 else "..." + g.name[-45:]
         lines.append(
             f"  {i:>4}  {name:<48} {g.size:>6} {_human(g.params):>9} {_human(g.flops):>9}  {status}"

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..space.search_space import SearchSpace
+from .layers import deletable_layers
 from .recipe import Recipe, apply
 from .slicing import removal_plan
 from .verify import OTHER_BATCH, Reference, run
@@ -40,31 +41,59 @@ def construct_subnet(model: nn.Module, space: SearchSpace, *, inplace: bool = Fa
         if on_meta:
             raise ValueError("a model on the meta device has no values: pass zero= explicitly")
         zero = space.zero_mask()
+    erased = [(st, z) for st, z in analysis.structures if bool(zero[z])]
+    if erased:
+        why = space.invalid_reason(zero)
+        if why is not None:
+            raise ValueError(f"cannot build the slim model: {why}")
     recipe = Recipe.of(model, removal_plan(space, zero), zero, analysis.traced.args,
                        analysis.traced.kwargs)
-    slim = apply(model if inplace else copy.deepcopy(model), recipe)
+    recipe = replace(recipe, mode=space.mode,
+                     structures=[{"name": st.name, "zig": z} for st, z in erased])
+    reference = None
     if verify and not on_meta:
         # cut in place, ``model`` is the slim model: the trace still holds the full weights
         full = _traced_model(space) if inplace else model
         reference = Reference(full, analysis.traced.args, analysis.traced.kwargs)
-        problem = reference.mismatch(slim)
-        if problem is not None:
-            slim = apply(model, replace(slim.trainonce_recipe, kind="program"), space,
-                         full=not inplace)
-            fixed = slim.fixed_batch is not None
-            again = reference.mismatch(slim, skip=(OTHER_BATCH,) if fixed else ())
-            if again is not None:
-                raise SubnetMismatchError(f"slim model differs from the full model: {again}")
-            warnings.warn(
-                f"trainonce: {type(model).__name__}'s own forward does not follow the cut "
-                f"({problem}); returning the slim traced program instead (same inputs and "
-                "outputs, BatchNorm/Dropout as in eval mode)", stacklevel=2)
-            if fixed:
-                warnings.warn(
-                    f"trainonce: the slim program of {type(model).__name__} runs only at the "
-                    f"example's batch size (tracing it with a dynamic batch failed: "
-                    f"{slim.fixed_batch})", stacklevel=2)
+    layers = deletable_layers(model, erased)
+    if erased and layers is None:  # the model's classes cannot express it: rewrite the graph
+        return _program(model, replace(recipe, kind="program"), space, True, reference)
+    if layers:  # whole transformer layers go: deleted from their ModuleList
+        recipe = replace(recipe, structures=[
+            {**st, "layer": _layer_of(s.params[0], layers)}
+            for st, (s, _) in zip(recipe.structures, erased)])
+    slim = apply(model if inplace else copy.deepcopy(model), recipe)
+    problem = reference.mismatch(slim) if reference is not None else None
+    if problem is not None:
+        slim = _program(model, replace(slim.trainonce_recipe, kind="program"), space,
+                        not inplace, reference)
+        warnings.warn(
+            f"trainonce: {type(model).__name__}'s own forward does not follow the cut "
+            f"({problem}); returning the slim traced program instead (same inputs and "
+            "outputs, BatchNorm/Dropout as in eval mode)", stacklevel=2)
     return slim
+
+
+def _program(model: nn.Module, recipe: Recipe, space: SearchSpace, full: bool,
+             reference: Reference | None) -> nn.Module:
+    """The slim traced program of ``recipe``, checked against ``reference`` when given."""
+    slim = apply(model, recipe, space, full=full)
+    if reference is None:
+        return slim
+    fixed = slim.fixed_batch is not None
+    again = reference.mismatch(slim, skip=(OTHER_BATCH,) if fixed else ())
+    if again is not None:
+        raise SubnetMismatchError(f"slim model differs from the full model: {again}")
+    if fixed:
+        warnings.warn(
+            f"trainonce: the slim program of {type(model).__name__} runs only at the "
+            f"example's batch size (tracing it with a dynamic batch failed: "
+            f"{slim.fixed_batch})", stacklevel=3)
+    return slim
+
+
+def _layer_of(param: str, layers: list[str]) -> str:
+    return next(layer for layer in layers if param.startswith(layer + "."))
 
 
 def outputs(model: nn.Module, space: SearchSpace) -> list[torch.Tensor]:

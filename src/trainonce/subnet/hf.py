@@ -8,7 +8,7 @@ from torch import nn
 FULL_SIZES = "trainonce_full_sizes"  # config attribute: the values a cut replaced
 
 
-def _set(config, key: str, value: int) -> None:
+def remember_and_set(config, key: str, value: object) -> None:
     """Set a config size, remembering the full model's value (`trainonce.hf.save_pretrained`
     writes the full config, so the cut can be applied again on reload)."""
     full = dict(getattr(config, FULL_SIZES, None) or {})
@@ -32,7 +32,7 @@ def update_hf_config(model: nn.Module) -> list[str]:
     if widths and hasattr(config, "intermediate_size"):
         w = _uniform(widths)
         if w is not None:
-            _set(config, "intermediate_size", w)
+            remember_and_set(config, "intermediate_size", w)
         else:
             notes.append(f"MLP widths differ per layer ({min(widths)}..{max(widths)}); "
                          "config.intermediate_size left as is: reload with trainonce.load or "
@@ -48,9 +48,9 @@ def update_hf_config(model: nn.Module) -> list[str]:
         h = _uniform([a for a, _ in heads])
         kvh = _uniform([b for _, b in heads])
         if h is not None and getattr(config, "head_dim", None):
-            _set(config, "num_attention_heads", h)
+            remember_and_set(config, "num_attention_heads", h)
             if getattr(config, "num_key_value_heads", None) is not None and kvh:
-                _set(config, "num_key_value_heads", kvh)
+                remember_and_set(config, "num_key_value_heads", kvh)
         else:
             notes.append("config.num_attention_heads left as is (heads differ per layer, or the "
                          "config derives head size from it): reload with trainonce.load or "

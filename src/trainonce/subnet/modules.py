@@ -14,20 +14,21 @@ from ..graph import table  # noqa: F401 - table registers the built-in rules
 from ..graph.registry import module_sizes
 
 
-def snapshot_sizes(model: nn.Module) -> dict[str, dict]:
-    """What each module's size updater needs to know from before the cut."""
+def snapshot_sizes(model: nn.Module) -> dict[int, dict]:
+    """What each module's size updater needs to know from before the cut, by module identity
+    (layers may be deleted and renumbered in between)."""
     out = {}
-    for name, m in model.named_modules():
+    for m in model.modules():
         entry = module_sizes(m)
-        out[name] = entry.snapshot(m) if entry is not None and entry.snapshot else {}
+        out[id(m)] = entry.snapshot(m) if entry is not None and entry.snapshot else {}
     return out
 
 
-def update_sizes(model: nn.Module, before: dict[str, dict]) -> None:
-    for name, m in model.named_modules():
+def update_sizes(model: nn.Module, before: dict[int, dict]) -> None:
+    for m in model.modules():
         entry = module_sizes(m)
         if entry is not None:
-            entry.update(m, before.get(name, {}))
+            entry.update(m, before.get(id(m), {}))
     for m in model.modules():  # after the layers: these read their children's new sizes
         _hf_sizes(m)
 

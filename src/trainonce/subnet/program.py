@@ -19,7 +19,8 @@ from ..space.analysis import Analysis
 from ..space.search_space import SearchSpace
 from ..trace import MODEL_PREFIX, trace
 from .interface import SlimProgram, mode_dependent_layers
-from .slicing import apply_plan, keep_positions
+from .slicing import apply_plan
+from .surgery import remove_structures
 
 aten = torch.ops.aten
 
@@ -33,6 +34,7 @@ class _Sizes:
         self._placeholders = {target: name for name, target in (
             *sig.inputs_to_parameters.items(), *sig.inputs_to_buffers.items())}
         self.zero = zero.bool().cpu()
+        self.gone = analysis.removed_atoms(self.zero)
 
     def kept(self, lab: Labels, d: int) -> torch.Tensor | None:
         ax = lab.axis_spanning(d) if isinstance(lab, Labels) else None
@@ -41,8 +43,8 @@ class _Sizes:
         zig = self.analysis.zigs_of(ax)
         if len(spans(ax)) > 1 and bool((zig == zig.narrow(d, 0, 1)).all()):
             return None  # the removal unit spans other dims: this one never shrinks
-        z = zig[tuple(slice(None) if k == d else 0 for k in range(ax.dim()))]
-        return keep_positions(z, self.zero)
+        atoms = ax[tuple(slice(None) if k == d else 0 for k in range(ax.dim()))]
+        return torch.nonzero(~self.gone[atoms]).flatten()
 
     def shape(self, lab: Labels) -> list[int]:
         out = []
@@ -97,7 +99,8 @@ def _dynamic_analysis(analysis: Analysis, source: nn.Module) -> Analysis:
         prop = propagate(traced)
     if prop.rec.next_atom != analysis.prop.rec.next_atom:
         raise RuntimeError("the dynamic-batch trace labels the model differently")
-    return Analysis(traced, prop, analysis.zig_of_atom)
+    return Analysis(traced, prop, analysis.zig_of_atom,
+                    structure_of_atom=analysis.structure_of_atom, structures=analysis.structures)
 
 
 def _cut_program(analysis: Analysis, zero: torch.Tensor, plan: dict) -> fx.GraphModule:
@@ -105,6 +108,7 @@ def _cut_program(analysis: Analysis, zero: torch.Tensor, plan: dict) -> fx.Graph
     unlifted = analysis.traced.program.module()
     gm = fx.GraphModule(unlifted, unlifted.graph)
     sz = _Sizes(analysis, zero)
+    remove_structures(gm, analysis.structures, zero)
     for node in list(gm.graph.nodes):
         if node.op != "call_function":
             continue

@@ -11,9 +11,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..space.build import analyze
+from ..space.build import MODES, analyze
 from ..space.search_space import SearchSpace
 from .hf import update_hf_config
+from .layers import delete_layers
 from .modules import snapshot_sizes, update_sizes
 from .program import slim_program
 from .slicing import apply_plan
@@ -37,8 +38,10 @@ class Recipe:
     full model, cut: for forwards that keep stale sizes). ``removed``: kept positions of every
     parameter and buffer that loses some. ``zero_zigs``: ids of the removed ZIGs (a "program"
     recipe re-traces the model on zeros shaped like ``inputs`` and cuts those).
-    ``structures``: whole structures removed (erasing mode; none yet). ``weights_sha256``: hash
-    of the weights file saved with it (set by `trainonce.save`).
+    ``structures``: whole structures removed (erasing mode: ``{"name", "zig"}`` each, plus
+    ``"layer"`` in an "eager" recipe: the ``ModuleList`` element deleted with it). ``mode``:
+    the `trainonce.analyze` mode the ZIG ids refer to. ``weights_sha256``: hash of the weights
+    file saved with it (set by `trainonce.save`).
     """
 
     kind: str
@@ -50,6 +53,7 @@ class Recipe:
     structures: list[dict] = field(default_factory=list)
     weights_sha256: str | None = None
     version: int = VERSION
+    mode: str = "prune"
     format: str = FORMAT
 
     @classmethod
@@ -68,6 +72,7 @@ class Recipe:
                         for n, dims in self.removed.items()},
             "zero_zigs": list(self.zero_zigs), "inputs": self.inputs, "notes": list(self.notes),
             "structures": list(self.structures), "weights_sha256": self.weights_sha256,
+            "mode": self.mode,
         })
 
     @classmethod
@@ -108,15 +113,18 @@ def apply(model: nn.Module, recipe: Recipe | Plan, space: SearchSpace | None = N
     """
     if isinstance(recipe, Recipe) and recipe.kind == "program":
         if space is None:
-            space = analyze(model, recipe.example_inputs())
+            space = analyze(model, recipe.example_inputs(), mode=recipe.mode)
         slim = slim_program(space, recipe.zero_mask(space.num_zigs), recipe.removed,
                             source=model if full else None)
         slim.trainonce_recipe = recipe
         return slim
+    layers = sorted({st["layer"] for st in recipe.structures if "layer" in st}
+                    ) if isinstance(recipe, Recipe) else []
     before = snapshot_sizes(model)
-    apply_plan(model, recipe.removed if isinstance(recipe, Recipe) else recipe)
+    apply_plan(model, recipe.removed if isinstance(recipe, Recipe) else recipe)  # by old names
+    notes = delete_layers(model, layers) if layers else []
     update_sizes(model, before)
-    notes = update_hf_config(model)
+    notes += update_hf_config(model)
     if isinstance(recipe, Recipe):
         model.trainonce_recipe = replace(recipe, notes=notes)
     return model
@@ -252,12 +260,20 @@ def _parse(data: Any) -> Recipe:
         raise _bad("zero_zigs", "must list ZIG ids (integers >= 0)")
     notes = _get(data, "notes", list, [])
     structures = _get(data, "structures", list, [])
-    if structures:
-        raise _bad("structures", "removes whole structures, which this trainonce cannot rebuild")
+    if not all(isinstance(st, dict) and isinstance(st.get("name"), str) and _index(st.get("zig"))
+               for st in structures):
+        raise _bad("structures", "must list {'name': str, 'zig': int} objects")
+    mode = _get(data, "mode", str, "prune")
+    if mode not in MODES:
+        raise _bad("mode", f"is {mode!r}, not one of {MODES}")
+    if structures and mode == "prune":
+        raise _bad("structures", "needs a recipe made in mode 'erase' or 'both'")
+    if kind == "eager" and not all(isinstance(st.get("layer"), str) for st in structures):
+        raise _bad("structures", "of an 'eager' recipe must name the deleted 'layer' of each")
     sha = _get(data, "weights_sha256", str) if version >= 2 else None
     if sha is not None and not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise _bad("weights_sha256", "must be 64 lowercase hex digits (a SHA-256)")
     return Recipe(kind, _get(data, "architecture", str),
                   _parse_removed(_get(data, "removed", dict)), zero_zigs,
                   _parse_inputs(_get(data, "inputs", dict)), [str(n) for n in notes],
-                  structures, sha, version)
+                  structures, sha, version, mode)

@@ -15,15 +15,22 @@ def keep_positions(zig_vec: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
 
 
 def removal_plan(space: SearchSpace, zero: torch.Tensor) -> dict[str, dict[int, torch.Tensor]]:
-    """name -> dim -> kept positions, for every parameter and buffer that loses positions."""
+    """name -> dim -> kept positions, for every parameter and buffer that loses positions (a
+    position goes when its channel ZIG or its structure ZIG is zero)."""
     plan: dict[str, dict[int, torch.Tensor]] = {}
-    sources = [(n, ps.dims) for n, ps in space.param_slices.items()]
-    sources += list(space.buffer_slices.items())
-    for name, dims in sources:
-        for d, vec in dims.items():
-            keep = keep_positions(vec, zero)
-            if keep.numel() < vec.numel():
-                plan.setdefault(name, {})[d] = keep
+    zero = zero.bool().cpu()
+    sources = [(n, ps.layers()) for n, ps in space.param_slices.items()]
+    for name, dims in space.buffer_slices.items():
+        outer = space.buffer_outer.get(name, {})
+        sources.append((name, [*dims.items(), *outer.items()]))
+    for name, layers in sources:
+        gone: dict[int, torch.Tensor] = {}
+        for d, vec in layers:
+            g = per_position(zero, vec, False)
+            gone[d] = gone[d] | g if d in gone else g
+        for d, g in gone.items():
+            if bool(g.any()):
+                plan.setdefault(name, {})[d] = torch.nonzero(~g).flatten()
     return plan
 
 
