@@ -1,4 +1,4 @@
-"""Accuracy vs FLOPs kept for HESSO, HESSO-CRIC, DHSPG, HSPG (and Torch-Pruning), from scratch on
+"""Accuracy vs FLOPs kept for HESSO, HESSO-CRIC, DHSPG, HSPG, H2SPG (and Torch-Pruning), from scratch on
 real data, with slim/dense latency. Usage: [--quick] [--seeds N] [--datasets digits,mnist5k]
 [--methods DHSPG,HESSO] [--keeps 0.5,0.3] [--epochs N] [--tag NAME] (NAME goes into the file name)
 """
@@ -15,12 +15,15 @@ import torch
 import torch.nn.functional as F
 
 import trainonce
+from trainonce import optim
 from trainonce.optim import DHSPG, HESSO, HESSOCRIC, HSPG
 from trainonce.zoo.resnet import ResNet8
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 METHODS = {"HESSO": HESSO, "HESSO-CRIC": HESSOCRIC, "DHSPG": DHSPG, "HSPG": HSPG}
+if hasattr(optim, "H2SPG"):  # absent from older checkouts (before/after comparisons)
+    METHODS["H2SPG"] = optim.H2SPG
 
 
 def load(name: str):
