@@ -1,6 +1,7 @@
-"""Accuracy vs FLOPs kept for HESSO, HESSO-CRIC, DHSPG, HSPG, H2SPG (and Torch-Pruning), from scratch on
-real data, with slim/dense latency. Usage: [--quick] [--seeds N] [--datasets digits,mnist5k]
-[--methods DHSPG,HESSO] [--keeps 0.5,0.3] [--epochs N] [--tag NAME] (NAME goes into the file name)
+"""Accuracy vs FLOPs kept for HESSO, HESSO-CRIC, DHSPG, HSPG, H2SPG (and Torch-Pruning), from
+scratch on real data, with slim/dense latency. Usage: [--quick] [--seeds N]
+[--datasets digits,mnist5k] [--methods DHSPG,HESSO] [--keeps 0.5,0.3] [--epochs N]
+[--tag NAME] (NAME goes into the results file name)
 """
 
 from __future__ import annotations
