@@ -24,7 +24,7 @@ except Exception:
 import torchvision  # noqa: E402
 
 import trainonce  # noqa: E402
-from trainonce.optim import DHSPG, HESSO, HSPG  # noqa: E402
+from trainonce.optim import DHSPG, H2SPG, HESSO, HSPG  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -49,6 +49,8 @@ CASES = [
     ("HSPG", HSPG, "sgd", WARM, EXACT),
     ("HSPG", HSPG, "sgd", PRUNE, {}),
     ("HSPG", HSPG, "sgd", PRUNE, EXACT),
+    ("H2SPG", H2SPG, "sgd", WARM, {}),
+    ("H2SPG", H2SPG, "sgd", PRUNE, {}),
 ]
 
 

@@ -18,16 +18,19 @@ class DHSPG(HalfSpaceOptimizer):
     """Dual Half-Space Projected Gradient.
 
     Warm-up: plain ``variant`` steps. Pruning phase: at every period start, G_p = the ZIGs of
-    lowest saliency (default 0.5 cosine + 0.5 average magnitude) that meet the target. Every
-    step, G_p groups take ``x - lr*u - lr*lambda_g*x/||x||`` (``u`` the variant direction) with
-    ``lambda_g = clip(amplify * (-<x,u>)/||x||, lmbda, lmbda*hat_coeff)`` when ``<x,u> < 0``,
-    bounded by ``-||u||^2 ||x|| / <x,u>``, else ``lmbda``; then the half-space projection zeroes
-    G_p groups whose trial point satisfies ``<x_hat, x> < epsilon ||x||^2``. The remaining G_p
-    groups are zeroed at the last pruning step, so the target is met exactly.
+    lowest saliency (default 0.5 cosine + 0.5 average magnitude) that meet the target, under
+    the spread guard (`halfspace.spread_guard`). G_p groups take ``x - lr*u -
+    lr*lambda_g*x/||x||`` (``u`` the variant direction) with ``lambda_g = clip(amplify *
+    (-<x,u>)/||x||, lmbda, lmbda*hat_coeff)`` when ``<x,u> < 0``, bounded by ``-||u||^2 ||x|| /
+    <x,u>``, else ``lmbda``, and never below ``||x|| / (lr * steps left in the pruning phase)``;
+    the half-space projection zeroes G_p groups whose trial point satisfies ``<x_hat, x> <
+    epsilon ||x||^2``. The remaining G_p groups are zeroed at the last pruning step, so the
+    target is met exactly. lambda and the projection are evaluated on statistics steps (every
+    ``stats_every`` steps, see `HalfSpaceOptimizer`), the penalty applied at every step.
     Defaults: lmbda 1e-3 / amplify 2 / hat_coeff 10 for SGD, 1e-2 / 20 / 1e3 for Adam(W).
 
     Arguments: ``lr``, ``lmbda``, ``lmbda_amplify``, ``hat_lmbda_coeff``, ``epsilon`` (0.0),
-    ``saliency_weights``, plus the common arguments of `ZigOptimizer`.
+    ``saliency_weights``, ``stats_every`` (16), plus the common arguments of `ZigOptimizer`.
     """
 
     def __init__(

@@ -17,11 +17,14 @@ from .zigview import ext
 
 # G_p never takes a group below SPREAD times the share a uniform cut would keep (see
 # `spread_guard`). Without the guard, DHSPG's saliency cut the middle layer of a plain 32/64/128
-# CNN to 1 of 64 channels at target_group_sparsity=0.5 (digits: 66-78% accuracy vs 98% with the
-# guard) and the stem of ResNet8 to 1 of 16 at 50% FLOPs (5k MNIST: 96.3% vs 97.8%).
+# CNN to 1 of 64 channels at target_group_sparsity=0.5 (digits: 66-78% accuracy, 98% with it)
+# and the stem of ResNet8 to 1 of 16 at 50% FLOPs. 5k MNIST, DHSPG, 2 seeds, 50% / 30% FLOPs:
+# SPREAD 0.25 -> 97.52 / 97.16, 0.5 -> 97.64 / 97.60, 0.75 -> 97.92 / 97.48.
 SPREAD = 0.5
 
 # Default interval of the statistics steps (see `HalfSpaceOptimizer`); 1 measures every step.
+# resnet50 parameters, DHSPG pruning step vs torch SGD: 3.1x with 1, 1.45x with 16 (1 thread);
+# 5k MNIST, DHSPG, 2 seeds, 50% / 30% FLOPs: 97.64 / 97.60 with 1, 97.80 / 97.96 with 16.
 STATS_EVERY = 16
 
 

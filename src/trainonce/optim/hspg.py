@@ -29,8 +29,11 @@ class HSPG(HalfSpaceOptimizer):
     the end of pruning (ResNet8 / 5k MNIST, 30% FLOPs: 94.1% with 1e-3, 98.3% with 5e-2, dense
     97.95%). Very long schedules may want it smaller.
 
-    Arguments: ``lr``, ``lmbda`` (5e-2), ``epsilon`` (0.0), plus the common arguments of
-    `ZigOptimizer`.
+    Norms (warm-up) and the half-space statistics (pruning) are measured every ``stats_every``
+    steps (see `HalfSpaceOptimizer`); the shrink and the penalty apply at every step.
+
+    Arguments: ``lr``, ``lmbda`` (5e-2), ``epsilon`` (0.0), ``stats_every`` (16), plus the
+    common arguments of `ZigOptimizer`.
     """
 
     def __init__(
