@@ -227,7 +227,10 @@ HELD_OUT_SHARE = 0.05  # of the training split, for optimizers that need a held-
 
 def split_held_out(ds, share: float, seed: int) -> tuple[Subset, Subset]:
     """A stratified, seeded split of ``ds`` into (train, held out): ``share`` of every class
-    (at least one sample of each class with two or more) is held out."""
+    (at least one sample of each class with two or more) is held out.
+
+    Not sklearn's ``train_test_split(stratify=...)``: it refuses a class with one sample and
+    sizes the split globally, so a rare class can end up with nothing held out."""
     labels = torch.as_tensor([int(ds[i][1]) for i in range(len(ds))])
     gen = torch.Generator().manual_seed(seed)
     held = []
