@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 
 import torch
@@ -16,13 +15,11 @@ import torch.nn.functional as F
 from bench_optim_quality import fmt, load
 from torch.utils.benchmark import Timer
 
+import trainonce
+from trainonce.subnet.interface import SlimProgram
+from trainonce.zoo.supernet import DeepResNet, PooledSuperNet
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))  # the models of the erasing tests
-
-from erasing_models import DeepResNet, PooledSuperNet  # noqa: E402
-
-import trainonce  # noqa: E402
-from trainonce.subnet.interface import SlimProgram  # noqa: E402
 
 # H2SPG's SGD defaults (measured in docs/erasing.md), spelled out so the table names them; the
 # same arguments in every mode

@@ -153,20 +153,18 @@ class Pool:
         inadmissible (every prefix of the result is admissible); at most ``limit`` of them."""
         if self.admissible is None:
             return order
-        free = None if self.structures is None else ~self.structures
-        trial, kept = chosen.clone(), []
-        for j in order.tolist():
-            if limit is not None and len(kept) >= limit:
-                break
-            if free is not None and bool(free[j]):  # cannot change admissibility
-                kept.append(j)
-                continue
+        # only structures can change admissibility: check them alone, in order (a prefix of
+        # the result then saw exactly the structures accepted before it)
+        check = order if self.structures is None else order[self.structures[order]]
+        trial, rejected = chosen.clone(), []
+        for j in check.tolist():
             trial[j] = True
-            if self.allows(trial):
-                kept.append(j)
-            else:
+            if not self.allows(trial):
                 trial[j] = False
-        return torch.tensor(kept, dtype=torch.long)
+                rejected.append(j)
+        if rejected:
+            order = order[~torch.isin(order, torch.tensor(rejected, dtype=torch.long))]
+        return order if limit is None else order[:limit]
 
 
 def select(

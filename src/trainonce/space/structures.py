@@ -52,6 +52,8 @@ class FlowGraph:
         self.nodes = [n for n in graph.nodes
                       if not (n.op == "call_function" and registry.is_ignored(n.target))]
         self.index = {n: i for i, n in enumerate(self.nodes)}
+        self.by_name = {n.name: i for i, n in enumerate(self.nodes)}
+        self.placeholders_of: dict[str, set[int]] = {}  # canonical parameter -> its nodes
         self.users = [[self.index[u] for u in n.users if u in self.index] for n in self.nodes]
         self.args = [[self.index[a] for a in n.all_input_nodes if a in self.index]
                      for n in self.nodes]
@@ -116,6 +118,8 @@ def find_structures(g: FlowGraph, traced: Traced, prop: Propagation,
     reason), in graph order. ``blocked_root``: bool per atom root, pinned channels."""
     from_input = _input_derived(g, traced)
     param_of = {n.name: traced.params[n.name] for n in g.nodes if n.name in traced.params}
+    for name, canonical in param_of.items():
+        g.placeholders_of.setdefault(canonical, set()).add(g.by_name[name])
     buffer_of = {n.name: traced.buffers[n.name] for n in g.nodes if n.name in traced.buffers}
     found: dict[int, Structure] = {}
     for node in g.nodes:
@@ -161,8 +165,9 @@ def _candidate(g: FlowGraph, vi: int, from_input: list[bool], param_of: dict, bu
     if not any(g.reaches(e, {g.output}, region) for e in entries):
         return None
     kind = "concat" if g.nodes[joints[0]].target in CAT_OPS else "sum"
-    outside = {param_of[n.name] for i, n in enumerate(g.nodes)
-               if n.name in param_of and i not in region}
+    # a parameter lifted under several placeholders (shared) must have them all inside
+    inside = {param_of[g.nodes[i].name] for i in region if g.nodes[i].name in param_of}
+    outside = {p for p in inside if g.placeholders_of[p] - region}
     s = Structure(_name(params), kind, v.name, [g.nodes[u].name for u in joints],
                   frozenset(g.nodes[i].name for i in region), params,
                   sorted({buffer_of[g.nodes[i].name] for i in region
@@ -291,8 +296,8 @@ class Hierarchy:
         self.names = [n.name for n in g.nodes]
         self.joints = {i: [g.index[a] for a in _joint_inputs(n)] for i, n in enumerate(g.nodes)
                        if n.op == "call_function" and _is_joint(n)}
-        self.units = {z: (s.name, g.index[_node(g, s.exit)],
-                          {i for i, n in enumerate(g.nodes) if n.name in s.nodes})
+        self.units = {z: (s.name, g.by_name[s.exit],
+                          {g.by_name[n] for n in s.nodes if n in g.by_name})
                       for s, z in units}
         self.zigs = torch.tensor(sorted(self.units), dtype=torch.long)
         self._memo: dict[tuple[int, ...], str | None] = {}
@@ -348,6 +353,3 @@ def _joint_inputs(n: fx.Node) -> list[fx.Node]:
     args = n.args[0] if n.target in CAT_OPS else n.args[:2]
     return [a for a in args if isinstance(a, fx.Node)]
 
-
-def _node(g: FlowGraph, name: str) -> fx.Node:
-    return next(n for n in g.nodes if n.name == name)
