@@ -107,9 +107,9 @@ def overhead(data, held, kw: dict, keep: float, epochs: int, window: int = 120) 
     ctl = [0.0, 0]
     inner = ato._controller_step
 
-    def timed() -> None:  # instrumentation of this script only
+    def timed(t: int) -> None:  # instrumentation of this script only
         t0 = time.perf_counter()
-        inner()
+        inner(t)
         ctl[0] += time.perf_counter() - t0
         ctl[1] += 1
 

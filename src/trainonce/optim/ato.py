@@ -40,6 +40,8 @@ class ATO(ZigOptimizer):
 
     ``target_flops`` or ``target_params`` (share to KEEP) is required. Under DDP the mask is
     rank 0's (``sync_masks``). Other arguments: ``gate_bias`` (b = 3), ``tau`` (0.4),
+    ``budget_ramp`` (0: the controller aims at the budget from the start; r > 0: its target
+    share falls linearly from 1 to the budget over the first r of the phase),
     ``controller_seed`` (controller init and Gumbel noise), plus the common ones of `ZigOptimizer`.
     """
 
@@ -59,6 +61,7 @@ class ATO(ZigOptimizer):
         lambdas: tuple[float, float] = (10.0, 1000.0),
         gate_bias: float = 3.0,
         tau: float = 0.4,
+        budget_ramp: float = 0.0,
         controller_seed: int = 0,
         **common: Any,
     ) -> None:
@@ -72,6 +75,9 @@ class ATO(ZigOptimizer):
             raise ValueError(f"controller_every must be >= 1, got {controller_every}")
         if tau <= 0 or min(lambdas) < 0:
             raise ValueError("need tau > 0 and lambdas >= 0")
+        if not 0.0 <= budget_ramp <= 1.0:
+            raise ValueError(f"budget_ramp is a share of the controller phase, got {budget_ramp}")
+        self.budget_ramp = budget_ramp
         self.loss_fn = loss_fn
         phase = self.schedule.end - self.schedule.start
         # Every 4 steps, at most ~200 updates: on 5k MNIST (ResNet8, 15 epochs, 1 seed) updating
@@ -94,7 +100,17 @@ class ATO(ZigOptimizer):
         self._frozen = False
 
     # ----- the controller ----------------------------------------------------------------
-    def _controller_step(self) -> None:
+    def _share_target(self, t: int) -> float:
+        """The controller's target share at step ``t``: 1 at the start of the phase, down to the
+        budget linearly over its first ``budget_ramp`` share."""
+        s = self.schedule
+        ramp = self.budget_ramp * (s.end - s.start)
+        if ramp <= 0:
+            return self.share_target
+        done = min(1.0, (t - s.start + 1) / ramp)
+        return self.share_target + (1.0 - done) * (1.0 - self.share_target)
+
+    def _controller_step(self, t: int) -> None:
         model = self.space.model
         modes = {m: m.training for m in model.modules()}
         model.eval()
@@ -106,7 +122,7 @@ class ATO(ZigOptimizer):
                 task = self.applier.run(st, self.loss_fn)
                 share, _ = kept_share(self.space, self.target.kind, st)
                 res = resource_loss(
-                    share, self.share_target, self.resource_weight, self.resource_margin
+                    share, self._share_target(t), self.resource_weight, self.resource_margin
                 )
                 loss = task.to(res.device, res.dtype) + res
                 self.ctl_opt.zero_grad()
@@ -143,7 +159,7 @@ class ATO(ZigOptimizer):
         if self._frozen or not s.start <= t < s.end:
             return
         if (t - s.start) % self.controller_every == 0:
-            self._controller_step()
+            self._controller_step(t)
         lam = self.lambdas[0] if t < (s.start + s.end) // 2 else self.lambdas[1]
         self._proximal(self.param_groups[0]["lr"] * lam)
         if t == s.end - 1:
