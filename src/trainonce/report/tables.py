@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..space.summary import human
 from .latency import Timing
 from .layers import STRUCTURE, LayerRow
 
@@ -23,13 +24,6 @@ class Comparison:
     accuracy: tuple[float | None, float]
     latency: dict[str, tuple[Timing, Timing]] = field(default_factory=dict)
     pruned_accuracy: float | None = None
-
-
-def human(x: float) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(x) >= div:
-            return f"{x / div:.2f}{unit}"
-    return f"{x:.0f}"
 
 
 def _share(dense: float, kept: float) -> str:

@@ -8,7 +8,8 @@ if TYPE_CHECKING:
     from .search_space import SearchSpace
 
 
-def _human(x: float) -> str:
+def human(x: float) -> str:
+    """A count with a K/M/G suffix: 1234567 -> '1.23M'."""
     for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(x) >= div:
             return f"{x / div:.2f}{unit}"
@@ -22,7 +23,7 @@ def format_summary(space: SearchSpace, max_rows: int = 40) -> str:
     lines = [
         f"SearchSpace of {type(space.model).__name__}: {len(groups)} groups, "
         f"{space.num_zigs} ZIGs ({space.num_prunable_zigs} prunable)",
-        f"  params {_human(space.num_params())}, FLOPs (MACs) {_human(space.flops())}; "
+        f"  params {human(space.num_params())}, FLOPs (MACs) {human(space.flops())}; "
         f"prunable share: params {100 * space.prunable_params_fraction():.1f}%, "
         f"FLOPs {100 * space.prunable_flops_fraction():.1f}%",
         "",
@@ -35,7 +36,7 @@ def format_summary(space: SearchSpace, max_rows: int = 40) -> str:
         status = what if g.prunable else f"kept: {g.reason}"
         name = g.name if len(g.name) <= 48 else "..." + g.name[-45:]
         lines.append(
-            f"  {i:>4}  {name:<48} {g.size:>6} {_human(g.params):>9} {_human(g.flops):>9}  {status}"
+            f"  {i:>4}  {name:<48} {g.size:>6} {human(g.params):>9} {human(g.flops):>9}  {status}"
         )
     if len(rows) > max_rows:
         lines.append(f"  ... {len(rows) - max_rows} more groups")
