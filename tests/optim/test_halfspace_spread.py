@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import trainonce
 from trainonce.optim import DHSPG, HSPG
 from trainonce.optim.halfspace import spread_guard
+from trainonce.testing import fit, steps_per_epoch
 
 sklearn = pytest.importorskip("sklearn")
 
@@ -51,7 +51,7 @@ def test_group_sparsity_keeps_every_layer(cls):
     model = PlainCNN()
     space = trainonce.analyze(model, xtr[:1])
     epochs, bs = 8, 64
-    spe = (len(ytr) + bs - 1) // bs
+    spe = steps_per_epoch(len(ytr), bs)
     opt = cls(
         space,
         lr=0.05,
@@ -60,17 +60,7 @@ def test_group_sparsity_keeps_every_layer(cls):
         target_group_sparsity=0.5,
         total_steps=epochs * spe,
     )
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * spe)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(len(ytr), generator=gen)
-        for k in range(spe):
-            b = perm[k * bs : (k + 1) * bs]
-            opt.zero_grad()
-            F.cross_entropy(model(xtr[b]), ytr[b]).backward()
-            opt.step()
-            sched.step()
+    fit(model, opt, xtr, ytr, epochs, seed=0, batch_size=bs)
     m = opt.metrics()
     assert m["group_sparsity"] == pytest.approx(0.5, abs=0.005)
     kept = {
