@@ -103,6 +103,14 @@ def test_budget_ramp_lowers_the_controller_target_from_one_to_the_budget():
         _run(budget_ramp=1.5)
 
 
+def test_a_controller_far_from_the_budget_at_the_freeze_warns():
+    model, _, opt = _run(total=40, target=0.3, controller_lr=1e-9)
+    with pytest.warns(UserWarning, match="controller's mask kept 100.0% of the flops"):
+        train_steps(model, opt, 0, 40)
+    m = opt.metrics()
+    assert m["controller_kept_at_freeze"] == 1.0 and m["flops_kept"] <= 0.3
+
+
 def test_resume_mid_controller_phase_is_bitwise():
     model, space, opt = _run(seed=3, total=40, controller_every=2)
     train_steps(model, opt, 0, 11)  # controller phase: steps 4..19

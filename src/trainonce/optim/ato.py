@@ -5,6 +5,7 @@ trains; a group proximal step drives the masked-off ZIGs towards zero until the 
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +37,9 @@ class ATO(ZigOptimizer):
     second. At step E-1 the mask freezes: it is corrected to the budget (`fit_budget`: shortest
     removal prefix in the controller's logit order; kept cost <= target, within 0.2% where one
     ZIG's size allows) and the removed ZIGs are set to exactly zero and held (moments too) for
-    the rest of training.
+    the rest of training. ``metrics()["controller_kept_at_freeze"]`` is the controller's own
+    kept share before that correction; a warning says when the correction had to remove more
+    than a third of it (the controller lagged behind the budget).
 
     ``target_flops`` or ``target_params`` (share to KEEP) is required. Under DDP the mask is
     rank 0's (``sync_masks``). Other arguments: ``gate_bias`` (b = 3), ``tau`` (0.4),
@@ -98,6 +101,7 @@ class ATO(ZigOptimizer):
         self.controller_loss = float("nan")
         self.flips = 0
         self._frozen = False
+        self.kept_at_freeze = float("nan")  # the controller's own mask, before the correction
 
     # ----- the controller ----------------------------------------------------------------
     def _share_target(self, t: int) -> float:
@@ -189,6 +193,17 @@ class ATO(ZigOptimizer):
     def _freeze(self) -> None:
         with torch.no_grad():
             logits = self.controller()
+        cost = self.space.flops if self.target.kind == "flops" else self.space.num_params
+        self.kept_at_freeze = cost(self.mask & ~self.zero) / cost(None)
+        if self.kept_at_freeze > 1.5 * self.target.value + 0.01:
+            warnings.warn(
+                f"ATO: at the freeze (step {self._step}) the controller's mask kept "
+                f"{self.kept_at_freeze:.1%} of the {self.target.kind} against a target of "
+                f"{self.target.value:.1%}; the budget correction removes the difference at once, "
+                "by logit order, which costs accuracy. A larger controller_lr (the controller "
+                "then reaches the budget itself) or a longer run avoids it.",
+                stacklevel=7,  # the caller of opt.step()
+            )
         zero = fit_budget(
             self.space, self.target.kind, self.target.value, logits, self.mask, self.zero,
             self.pool,
@@ -214,6 +229,7 @@ class ATO(ZigOptimizer):
         out["soft_flops_kept"] = float(self.space.costs.soft("flops", soft)) / dense
         out["hard_flops_kept"] = self.space.flops(self.mask) / dense
         out["mask_flips"] = self.flips
+        out["controller_kept_at_freeze"] = self.kept_at_freeze
         self.flips = 0
         return out
 
@@ -224,7 +240,8 @@ class ATO(ZigOptimizer):
             "ato_generator": self.gen.get_state(),
             "ato_mask": self.mask.clone(),
             "ato_scalars": torch.tensor(
-                [self.controller_loss, float(self.flips), float(self._frozen)],
+                [self.controller_loss, float(self.flips), float(self._frozen),
+                 self.kept_at_freeze],
                 dtype=torch.float64,
             ),
         }
@@ -234,8 +251,9 @@ class ATO(ZigOptimizer):
         self.ctl_opt.load_state_dict(extra["ato_optimizer"])
         self.gen.set_state(extra["ato_generator"])
         self.mask = extra["ato_mask"].bool().cpu().clone()
-        loss, flips, frozen = extra["ato_scalars"].tolist()
+        loss, flips, frozen, *rest = extra["ato_scalars"].tolist()  # older states: 3 values
         self.controller_loss, self.flips, self._frozen = loss, int(flips), bool(frozen)
+        self.kept_at_freeze = rest[0] if rest else float("nan")
 
 
 def _default_schedule(common: dict[str, Any]) -> None:
