@@ -105,8 +105,11 @@ def test_budget_ramp_lowers_the_controller_target_from_one_to_the_budget():
 
 def test_a_controller_far_from_the_budget_at_the_freeze_warns():
     model, _, opt = _run(total=40, target=0.3, controller_lr=1e-9)
-    with pytest.warns(UserWarning, match="controller's mask kept 100.0% of the flops"):
+    sched = torch.optim.lr_scheduler.StepLR(opt, 100)  # wraps opt.step: one more frame
+    with pytest.warns(UserWarning, match="controller's mask kept 100.0% of the flops") as rec:
         train_steps(model, opt, 0, 40)
+        sched.step()
+    assert rec[0].filename.endswith("runs.py")  # points at the caller's opt.step()
     m = opt.metrics()
     assert m["controller_kept_at_freeze"] == 1.0 and m["flops_kept"] <= 0.3
 

@@ -16,6 +16,7 @@ from .ato_budget import fit_budget
 from .ato_controller import Controller, eval_mask, train_mask
 from .ato_mask import MaskApplier, kept_share, resource_loss
 from .base import ZigOptimizer
+from .checks import user_stacklevel
 from .zigview import ext
 
 
@@ -202,7 +203,7 @@ class ATO(ZigOptimizer):
                 f"{self.target.value:.1%}; the budget correction removes the difference at once, "
                 "by logit order, which costs accuracy. A larger controller_lr (the controller "
                 "then reaches the budget itself) or a longer run avoids it.",
-                stacklevel=7,  # the caller of opt.step()
+                stacklevel=user_stacklevel(),
             )
         zero = fit_budget(
             self.space, self.target.kind, self.target.value, logits, self.mask, self.zero,

@@ -13,7 +13,7 @@ import torch.distributed as dist
 from torch.optim import Optimizer
 
 from ..space import SearchSpace
-from .checks import check_hyperparams, frozen_zigs, grads_finite
+from .checks import check_hyperparams, frozen_zigs, grads_finite, user_stacklevel
 from .saliency import ZigStats
 from .schedule import Schedule
 from .targets import Pool, Target, check_reachable, select
@@ -163,7 +163,7 @@ class ZigOptimizer(Optimizer):
                 "infinite; parameters, optimizer state and schedule are unchanged (later "
                 "skips are counted in metrics()['skipped_steps'] without a warning)",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
 
     def _apply(self, i: int, p: torch.Tensor, d: torch.Tensor, group: dict) -> None:

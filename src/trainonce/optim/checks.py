@@ -4,7 +4,9 @@ parameters (ZIGs the optimizer cannot zero), and the per-step finiteness check o
 
 from __future__ import annotations
 
+import inspect
 import math
+import os
 import warnings
 from collections.abc import Sequence
 
@@ -13,6 +15,20 @@ import torch
 from ..space import SearchSpace
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
+_LIBRARY_DIRS = (  # trainonce/ and torch/
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
+    os.path.dirname(os.path.abspath(torch.__file__)) + os.sep,
+)
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` of a warning raised by the caller of this function that points at
+    the first frame outside trainonce and torch (the user's ``opt.step()``), however many
+    wrappers (LR schedulers, step hooks, ``no_grad``) sit in between."""
+    for level, frame in enumerate(inspect.stack(context=0)[1:], start=1):
+        if not frame.filename.startswith(_LIBRARY_DIRS):
+            return level
+    return 2
 
 
 def check_hyperparams(
