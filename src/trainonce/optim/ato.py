@@ -35,7 +35,8 @@ class ATO(ZigOptimizer):
     group proximal step on the ZIGs the controller's noise-free mask turns off: ``w <- w *
     max(0, ||w|| - lr * lambda * r) / ||w||``, ``r`` the share of the ZIG's group that is off,
     ``lambda = lambdas[0]`` (10) in the phase's first half and ``lambdas[1]`` (1000) in its
-    second. At step E-1 the mask freezes: it is corrected to the budget (`fit_budget`: shortest
+    second. At step E-1 the mask freezes: ZIGs the mask keeps but that are already exactly zero
+    (zeroed, then flipped back on) are removed first, then the mask is corrected to the budget (`fit_budget`: shortest
     removal prefix in the controller's logit order; kept cost <= target, within 0.2% where one
     ZIG's size allows) and the removed ZIGs are set to exactly zero and held (moments too) for
     the rest of training. ``metrics()["controller_kept_at_freeze"]`` is the controller's own
@@ -91,6 +92,9 @@ class ATO(ZigOptimizer):
         self.resource_weight, self.resource_margin = resource_weight, resource_margin
         self.lambdas, self.gate_bias, self.tau = tuple(lambdas), gate_bias, tau
         self.controller = Controller(space, seed=controller_seed)
+        # lr 2e-3, not the paper's 1e-3: a few hundred updates here, not thousands. 5e-3 reaches
+        # extreme budgets before the freeze but flips more ZIGs back on after the proximal step
+        # zeroed them (docs/optimizers.md, "ATO's defaults").
         self.ctl_opt = torch.optim.AdamW(
             self.controller.parameters(), lr=controller_lr, weight_decay=controller_weight_decay
         )
@@ -205,9 +209,14 @@ class ATO(ZigOptimizer):
                 "then reaches the budget itself) or a longer run avoids it.",
                 stacklevel=user_stacklevel(),
             )
+        # ZIGs the mask keeps but the proximal step zeroed while it had them off (flipped back
+        # on) are removed first: an all-zero channel would only come back as a constant, so
+        # the budget goes to live ones. The mask's own removals stay in the logit order (an
+        # over-pruned mask gives its least confident ones back).
+        dead = self.space.zero_mask() & self.prunable.cpu() & self.mask.cpu()
         zero = fit_budget(
-            self.space, self.target.kind, self.target.value, logits, self.mask, self.zero,
-            self.pool,
+            self.space, self.target.kind, self.target.value, logits, self.mask,
+            self.zero.cpu() | dead, self.pool,
         )
         zero = self._sync(zero)
         self._make_zero(zero)
