@@ -36,12 +36,12 @@ class ATO(ZigOptimizer):
     max(0, ||w|| - lr * lambda * r) / ||w||``, ``r`` the share of the ZIG's group that is off,
     ``lambda = lambdas[0]`` (10) in the phase's first half and ``lambdas[1]`` (1000) in its
     second. At step E-1 the mask freezes: ZIGs the mask keeps but that are already exactly zero
-    (zeroed, then flipped back on) are removed first, then the mask is corrected to the budget (`fit_budget`: shortest
-    removal prefix in the controller's logit order; kept cost <= target, within 0.2% where one
-    ZIG's size allows) and the removed ZIGs are set to exactly zero and held (moments too) for
-    the rest of training. ``metrics()["controller_kept_at_freeze"]`` is the controller's own
-    kept share before that correction; a warning says when the correction had to remove more
-    than a third of it (the controller lagged behind the budget).
+    (zeroed, then flipped back on) are removed first, then the mask is corrected to the budget
+    (`fit_budget`: shortest removal prefix in the controller's logit order; kept cost <= target,
+    within 0.2% where one ZIG's size allows) and the removed ZIGs are set to exactly zero and
+    held (moments too) for the rest of training. ``metrics()["controller_kept_at_freeze"]`` is
+    the controller's own kept share before that correction; a warning says when the correction
+    had to remove more than a third of it (the controller lagged behind the budget).
 
     ``target_flops`` or ``target_params`` (share to KEEP) is required. Under DDP the mask is
     rank 0's (``sync_masks``). Other arguments: ``gate_bias`` (b = 3), ``tau`` (0.4),
