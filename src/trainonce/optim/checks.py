@@ -25,9 +25,11 @@ def user_stacklevel() -> int:
     """The ``stacklevel`` of a warning raised by the caller of this function that points at
     the first frame outside trainonce and torch (the user's ``opt.step()``), however many
     wrappers (LR schedulers, step hooks, ``no_grad``) sit in between."""
-    for level, frame in enumerate(inspect.stack(context=0)[1:], start=1):
-        if not frame.filename.startswith(_LIBRARY_DIRS):
+    frame, level = inspect.currentframe(), 0  # frame objects only: no source lookups
+    while frame is not None:
+        if level >= 1 and not frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
             return level
+        frame, level = frame.f_back, level + 1
     return 2
 
 
