@@ -114,6 +114,18 @@ def test_a_controller_far_from_the_budget_at_the_freeze_warns():
     assert m["controller_kept_at_freeze"] == 1.0 and m["flops_kept"] <= 0.3
 
 
+def test_freeze_removes_kept_zigs_that_are_already_all_zero():
+    _, space, opt = _run(target=0.9)
+    logits = opt.controller().detach().double()
+    idx = int(torch.argmax(torch.where(opt.prunable, logits, -float("inf"))))
+    dead = torch.zeros(space.num_zigs, dtype=torch.bool)
+    dead[idx] = True
+    space.set_zero(dead)  # the proximal step zeroed it; the mask has it on again
+    assert bool(opt.mask[idx])
+    opt._freeze()
+    assert bool(opt.zero[idx]) and opt.metrics()["flops_kept"] <= 0.9
+
+
 def test_resume_mid_controller_phase_is_bitwise():
     model, space, opt = _run(seed=3, total=40, controller_every=2)
     train_steps(model, opt, 0, 11)  # controller phase: steps 4..19
