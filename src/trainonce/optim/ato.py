@@ -199,7 +199,7 @@ class ATO(ZigOptimizer):
         with torch.no_grad():
             logits = self.controller()
         cost = self.space.flops if self.target.kind == "flops" else self.space.num_params
-        self.kept_at_freeze = cost(self.mask & ~self.zero) / cost(None)
+        self.kept_at_freeze = cost(self.mask & ~self.zero.cpu()) / cost(None)
         if self.kept_at_freeze > 1.5 * self.target.value + 0.01:
             warnings.warn(
                 f"ATO: at the freeze (step {self._step}) the controller's mask kept "
