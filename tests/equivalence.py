@@ -16,7 +16,7 @@ def make_zeroing_visible(model: nn.Module, inputs, seed: int = 0) -> None:
     gen = torch.Generator().manual_seed(seed)
     for p in model.parameters():
         flat = p.detach().reshape(-1)
-        if flat.numel() and bool((flat == flat[0]).all()) or float(p.abs().max()) < 1e-3:
+        if flat.numel() and (bool((flat == flat[0]).all()) or float(p.abs().max()) < 1e-3):
             p.copy_(torch.randn(p.shape, generator=gen) * 0.5 + (1.0 if p.dim() == 1 else 0.0))
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         model.train()
