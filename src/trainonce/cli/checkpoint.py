@@ -81,5 +81,5 @@ def restore(state: dict[str, Any], model, optimizer, scheduler, path: Path) -> N
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
     except Exception as exc:  # noqa: BLE001
-        msg = str(exc).strip().splitlines()[0]
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"checkpoint {path} does not fit this run: {msg}") from exc
