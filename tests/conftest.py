@@ -7,6 +7,7 @@ This is a property of this machine's package source, so it lives here, not in th
 
 import os
 
+import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -20,3 +21,12 @@ except (AttributeError, RuntimeError):
     _TORCHVISION_SCHEMAS = torch.library.Library("torchvision", "DEF")
     _TORCHVISION_SCHEMAS.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _TORCHVISION_SCHEMAS.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+
+
+@pytest.fixture(scope="session")
+def analysed():
+    """Analysed torchvision models, traced once per session: ``analysed(name, size, mode)``
+    returns ``(model, inputs, space)`` with the weights restored (see model_cache.py)."""
+    from model_cache import AnalysedModels
+
+    return AnalysedModels().get

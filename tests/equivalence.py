@@ -25,8 +25,12 @@ def make_zeroing_visible(model: nn.Module, inputs, seed: int = 0) -> None:
                 m.momentum = None  # cumulative average over the calibration passes
         args, kwargs = trainonce.trace.normalize_inputs(inputs)
         if len(args) == 1 and not kwargs and args[0].is_floating_point():
-            # a real batch: statistics from 2 images at 1x1 resolution would be degenerate
-            args = (torch.randn((32,) + tuple(args[0].shape[1:]), generator=gen),)
+            # a real batch: statistics from 2 images at 1x1 resolution would be degenerate.
+            # 32 images of 32x32 (32k positions per channel at the input) are plenty; larger
+            # images need fewer (maxvit_t at 224: 4 images, 8x less calibration time)
+            positions = args[0][0].numel() // max(args[0].shape[1], 1)
+            batch = max(4, min(32, 32 * 32 * 32 // max(positions, 1)))
+            args = (torch.randn((batch,) + tuple(args[0].shape[1:]), generator=gen),)
         model(*args, **kwargs)
     model.eval()
 
@@ -39,11 +43,15 @@ def rel_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return worst
 
 
-def check_slim(model: nn.Module, inputs, sparsities=(0.3, 0.7), seeds=(0, 1), mode="prune"):
+def check_slim(model: nn.Module, inputs, sparsities=(0.3, 0.7), seeds=(0, 1), mode="prune",
+               space=None):
     """For each sparsity and seed: zero random ZIGs (random valid structures in erasing
     mode), build the slim model and assert it reproduces the zeroed model; then the last slim
-    model must analyse again (its FLOPs and params as the cost model predicted) and train."""
-    space = trainonce.analyze(model, inputs, mode=mode)
+    model must analyse again (its FLOPs and params as the cost model predicted) and train.
+    ``space``: the model's analysis when the caller has it (the session cache), else made here."""
+    if space is None:
+        space = trainonce.analyze(model, inputs, mode=mode)
+    assert space.model is model and space.mode == mode
     state = [t.detach().clone() for t in list(model.parameters()) + list(model.buffers())]
     dense = outputs(model, space)
     n_full = sum(p.numel() for p in model.parameters())
@@ -82,3 +90,8 @@ def train_step(model: nn.Module, inputs) -> None:
     before = [p.detach().clone() for p in model.parameters()]
     torch.optim.SGD(model.parameters(), lr=1e-2).step()
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
+def group_counts(space) -> tuple[int, int, int]:
+    """(groups, prunable groups, prunable ZIGs): a model's search space in three numbers."""
+    return len(space.groups), sum(g.prunable for g in space.groups), space.num_prunable_zigs

@@ -76,15 +76,13 @@ def test_grouping_is_exact_when_every_hash_collides(monkeypatch, seed):
     test_grouping_matches_a_dictionary_of_row_sequences(seed)
 
 
-def test_groups_on_real_models_are_those_of_the_hashed_key():
+def test_groups_on_real_models_are_those_of_the_hashed_key(analysed):
     """Figures recorded with the former (hashed) grouping: same groups and ZIGs."""
-    torchvision = pytest.importorskip("torchvision")
+    pytest.importorskip("torchvision")
     pytest.importorskip("transformers")
     from hf_models import bert
 
-    torch.manual_seed(0)
-    space = trainonce.analyze(torchvision.models.resnet18(weights=None),
-                              torch.randn(2, 3, 32, 32))
+    _, _, space = analysed("resnet18", 32)
     assert (len(space.groups), space.num_prunable_zigs) == (48, 2880)
     assert sum(g.size for g in space.groups) == 3993
     model, inputs = bert()

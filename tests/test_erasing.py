@@ -11,7 +11,7 @@ from hf_models import MODELS as HF
 
 import trainonce
 
-tv = pytest.importorskip("torchvision.models")
+pytest.importorskip("torchvision")
 
 # (units, removable): main branches + conv shortcuts for ResNets, blocks with a skip for
 # MobileNetV2, every block for ConvNeXt, the four branches of each of GoogLeNet's 9 inceptions
@@ -24,26 +24,19 @@ TORCHVISION = {
 }
 
 
-def torchvision_model(name: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    if name == "googlenet":
-        return tv.googlenet(aux_logits=False, init_weights=True)
-    return getattr(tv, name)()
-
-
 def removable(space) -> list:
     return [g for g in space.groups if g.kind == "structure" and g.prunable]
 
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION))
-def test_torchvision_units(name):
-    space = trainonce.analyze(torchvision_model(name), torch.randn(1, 3, 64, 64), mode="erase")
+def test_torchvision_units(name, analysed):
+    _, _, space = analysed(name, 32, "erase")
     assert len(removable(space)) == TORCHVISION[name]
     assert all(g.size == 1 and g.kind == "structure" for g in space.groups)
 
 
-def test_resnet_units_are_branches_and_shortcuts():
-    space = trainonce.analyze(tv.resnet18(), torch.randn(1, 3, 64, 64), mode="erase")
+def test_resnet_units_are_branches_and_shortcuts(analysed):
+    _, _, space = analysed("resnet18", 32, "erase")
     names = [g.name for g in removable(space)]
     assert "layer1.0.{conv1,bn1,conv2,bn2}" in names
     assert sum("downsample" in n for n in names) == 3
@@ -112,10 +105,11 @@ def test_both_mode_nests_channels_inside_structures():
 # ----- slim == zeroed full model, costs as predicted, re-analysis and a training step -------
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "googlenet", "convnext_tiny",
                                   "resnet50"])
-def test_torchvision_random_erasures_slim_exactly(name):
-    model, x = torchvision_model(name), torch.randn(2, 3, 32, 32)
-    make_zeroing_visible(model, x)
-    check_slim(model, x, mode="erase")
+def test_torchvision_random_erasures_slim_exactly(name, analysed):
+    model, x, space = analysed(name, 32, "erase")
+    # two draws per model (a light and a heavy erasure), each with its own seed
+    index = sorted(TORCHVISION).index(name)
+    check_slim(model, x, sparsities=(0.3, 0.7), seeds=(index,), mode="erase", space=space)
 
 
 @pytest.mark.parametrize("name", sorted(HF))
@@ -133,10 +127,9 @@ def test_supernet_random_erasures_slim_exactly(mode):
 
 
 @pytest.mark.parametrize("name", ["resnet18", "googlenet"])
-def test_both_mode_slims_exactly_on_torchvision(name):
-    model, x = torchvision_model(name), torch.randn(2, 3, 32, 32)
-    make_zeroing_visible(model, x)
-    check_slim(model, x, mode="both")
+def test_both_mode_slims_exactly_on_torchvision(name, analysed):
+    model, x, space = analysed(name, 32, "both")
+    check_slim(model, x, sparsities=(0.3, 0.7), seeds=(0,), mode="both", space=space)
 
 
 @pytest.mark.parametrize("name", ["bert", "llama"])
