@@ -2,10 +2,14 @@
 
 import pytest
 import torch
-from equivalence import check_slim, make_zeroing_visible
+from equivalence import check_slim, group_counts, make_zeroing_visible
 
 pytest.importorskip("transformers")
 from hf_models import MODELS  # noqa: E402
+
+# (groups, prunable groups, prunable ZIGs): a rule gone missing moves these
+GROUPS = {"bert": (33, 5, 168), "gpt2": (21, 4, 264), "llama": (7, 4, 132),
+          "vit": (29, 4, 136)}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -14,7 +18,7 @@ def test_hf_slim_matches(name):
     model, inputs = MODELS[name]()
     make_zeroing_visible(model, inputs)
     space, slim = check_slim(model, inputs)
-    assert space.prunable_flops_fraction() > 0.5, space.summary()
+    assert group_counts(space) == GROUPS[name], space.summary()
     assert not isinstance(slim, torch.fx.GraphModule), "HF models should stay eager modules"
 
 
