@@ -28,6 +28,7 @@ def removable(space) -> list:
     return [g for g in space.groups if g.kind == "structure" and g.prunable]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TORCHVISION))
 def test_torchvision_units(name, analysed):
     _, _, space = analysed(name, 32, "erase")
@@ -35,6 +36,7 @@ def test_torchvision_units(name, analysed):
     assert all(g.size == 1 and g.kind == "structure" for g in space.groups)
 
 
+@pytest.mark.slow
 def test_resnet_units_are_branches_and_shortcuts(analysed):
     _, _, space = analysed("resnet18", 32, "erase")
     names = [g.name for g in removable(space)]
@@ -103,6 +105,7 @@ def test_both_mode_nests_channels_inside_structures():
 
 
 # ----- slim == zeroed full model, costs as predicted, re-analysis and a training step -------
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "googlenet", "convnext_tiny",
                                   "resnet50"])
 def test_torchvision_random_erasures_slim_exactly(name, analysed):
@@ -126,6 +129,7 @@ def test_supernet_random_erasures_slim_exactly(mode):
     check_slim(model, x, mode=mode)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "googlenet"])
 def test_both_mode_slims_exactly_on_torchvision(name, analysed):
     model, x, space = analysed(name, 32, "both")

@@ -100,6 +100,7 @@ def test_analyze_bad_input(tmp_path, capsys):
     _fails(["analyze", "resnet8", "--graph", str(tmp_path / "g.png")], capsys, ".html or .svg")
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch: 7 s
 def test_entry_point_subprocess(tmp_path):
     env = {**os.environ, "PYTHONPATH": SRC}
     cmd = [sys.executable, "-m", "trainonce.cli.main"]
