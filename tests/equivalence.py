@@ -95,3 +95,37 @@ def train_step(model: nn.Module, inputs) -> None:
 def group_counts(space) -> tuple[int, int, int]:
     """(groups, prunable groups, prunable ZIGs): a model's search space in three numbers."""
     return len(space.groups), sum(g.prunable for g in space.groups), space.num_prunable_zigs
+
+
+def analyze_untouched(model: nn.Module, inputs, probe=None, **kwargs):
+    """``trainonce.analyze(model, inputs, **kwargs)``, asserting it left the model as it was:
+    its state, attributes, ``training`` and ``requires_grad`` flags, and its output on a fresh
+    input (``probe``; default: the example's tensors redrawn)."""
+    args, kw = trainonce.trace.normalize_inputs(probe if probe is not None else inputs)
+    if probe is None:
+        args = tuple(torch.randn_like(a) if _float(a) else a for a in args)
+        kw = {k: torch.randn_like(v) if _float(v) else v for k, v in kw.items()}
+
+    def state():
+        with torch.no_grad():
+            was = [m.training for m in model.modules()]
+            model.eval()
+            out = [t.clone() for t in trainonce.trace._tensor_leaves(model(*args, **kw))]
+            for m, flag in zip(model.modules(), was):
+                m.training = flag
+        return ({k: v.clone() for k, v in model.state_dict().items()}, was,
+                [p.requires_grad for p in model.parameters()],
+                [sorted(vars(m)) for m in model.modules()], out)
+
+    before = state()
+    space = trainonce.analyze(model, inputs, **kwargs)
+    after = state()
+    assert before[1:4] == after[1:4], "analyze changed flags or attributes of the model"
+    assert before[0].keys() == after[0].keys(), "analyze added or removed state"
+    assert all(torch.equal(before[0][k], after[0][k]) for k in before[0]), "state changed"
+    assert all(torch.equal(a, b) for a, b in zip(before[4], after[4])), "output changed"
+    return space
+
+
+def _float(x) -> bool:
+    return isinstance(x, torch.Tensor) and x.is_floating_point()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import fuzz_blocks as B
 import fuzz_tokens as T
 import torch
-from equivalence import make_zeroing_visible
+from equivalence import analyze_untouched, make_zeroing_visible
 from torch import nn
 
 import trainonce
@@ -243,7 +243,7 @@ def check(model: nn.Module, example: torch.Tensor, second: torch.Tensor,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            space = trainonce.analyze(model, example)
+            space = analyze_untouched(model, example, probe=second)
         except Exception as exc:  # noqa: BLE001 - classified, that is the point
             if _clear_refusal(exc):
                 return Outcome("refused", type(exc).__name__, str(exc)[:300])

@@ -14,6 +14,8 @@ from torch import nn
 from torch.export import Dim
 from torch.fx.experimental import symbolic_shapes
 
+from .pristine import pristine
+
 
 class TraceError(RuntimeError):
     """The model could not be captured as a graph; the message says why and what to try."""
@@ -191,15 +193,13 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_batch: bool = False)
     shapes = None
     if dynamic_batch:
         args, kwargs, shapes = _dynamic_batch(args, kwargs)
-    was_training = model.training
-    model.eval()
-    try:
-        program = torch.export.export(_TensorOutputs(model), args, kwargs, dynamic_shapes=shapes,
-                                      strict=False)
-    except Exception as exc:  # noqa: BLE001 - re-raised with a diagnosis
-        raise TraceError(_diagnose(exc)) from exc
-    finally:
-        model.train(was_training)
+    with pristine(model):  # the forward may cache traced tensors on the model: none stay
+        model.eval()
+        try:
+            program = torch.export.export(_TensorOutputs(model), args, kwargs,
+                                          dynamic_shapes=shapes, strict=False)
+        except Exception as exc:  # noqa: BLE001 - re-raised with a diagnosis
+            raise TraceError(_diagnose(exc)) from exc
     template = _output_template(model, args, kwargs)
 
     pid, bid = _canonical_names(model)
@@ -220,15 +220,13 @@ def _output_template(model: nn.Module, args: tuple, kwargs: dict) -> OutputTempl
     in eval mode; None where the model cannot run eagerly (e.g. on the meta device)."""
     if any(p.is_meta for p in model.parameters()):
         return None
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return OutputTemplate.of(model(*args, **kwargs))
-    except Exception:  # noqa: BLE001 - export ran the same code; a slim program returns a tuple
-        return None
-    finally:
-        model.train(was_training)
+    with pristine(model):
+        model.eval()
+        try:
+            with torch.no_grad():
+                return OutputTemplate.of(model(*args, **kwargs))
+        except Exception:  # noqa: BLE001 - export ran the same code; a slim program: a tuple
+            return None
 
 
 def _diagnose(exc: Exception) -> str:
