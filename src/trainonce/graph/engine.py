@@ -179,8 +179,9 @@ def broadcast_letters(shape_len: int, out_len: int) -> str:
     return pool[out_len - shape_len : out_len]
 
 
-def elementwise(rec: Recorder, inputs: list[Labels], out_shape) -> list[Axis]:
-    """Broadcasting element-wise op: every output dim couples the inputs that span it."""
+def couple_broadcast(rec: Recorder, inputs: list[Labels], out_shape) -> list[Axis]:
+    """The axes of a broadcasting element-wise op's output: inputs aligned right, every output
+    dim couples the inputs that span it."""
     n = len(out_shape)
     ops = [Operand(x, broadcast_letters(x.ndim, n)) for x in inputs if x.ndim <= n]
     return couple(rec, ops, broadcast_letters(n, n))

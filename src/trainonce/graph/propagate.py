@@ -227,7 +227,7 @@ def _opaque(rec: Recorder, tensors: list[Labels], out, reason: str):
             for a in x.axes:
                 rec.block(a, reason)
         return None
-    from .layers import opaque
+    from .compute import opaque
 
     res = opaque(rec, tensors, out if isinstance(out, list) else [out], reason)
     return res if isinstance(out, list) else res[0]

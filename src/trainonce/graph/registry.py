@@ -96,7 +96,7 @@ def register_rule(
 ) -> None:
     """Teach trainonce how ``ops`` (an op, a list of ops, or space-separated ATen names) map
     channels. ``channels(rec, args, kwargs, out)`` couples or pins atoms through the helpers of
-    `trainonce.graph.layers` / `trainonce.graph.shapes` (e.g. ``layers.broadcast`` for an
+    `trainonce.graph.compute` / `trainonce.graph.shapes` (e.g. ``compute.broadcast`` for an
     element-wise op); ``resize`` rewrites size arguments in the slim traced program; ``modules``
     keeps the sizes of module types that emit the op true. An op that already has a rule needs
     ``replace=True``.
