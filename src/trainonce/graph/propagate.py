@@ -13,7 +13,7 @@ import torch
 from torch import fx
 
 from ..trace import MODEL_PREFIX, Traced, concrete
-from . import registry, table  # noqa: F401 - table registers the built-in rules
+from . import registry
 from .labels import Labels, Recorder, Site, unlabelled
 from .rules import tensor_args
 

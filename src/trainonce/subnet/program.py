@@ -12,7 +12,7 @@ import warnings
 import torch
 from torch import fx, nn
 
-from ..graph import registry, table  # noqa: F401 - table registers the built-in rules
+from ..graph import registry
 from ..graph.labels import Labels, spans
 from ..graph.propagate import propagate
 from ..space.analysis import Analysis
