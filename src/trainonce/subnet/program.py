@@ -22,8 +22,6 @@ from .interface import SlimProgram, mode_dependent_layers
 from .slicing import apply_plan
 from .surgery import remove_structures
 
-aten = torch.ops.aten
-
 
 class _Sizes:
     """Kept positions along each dim of each traced value, given the zero ZIGs."""
@@ -112,7 +110,7 @@ def _cut_program(analysis: Analysis, zero: torch.Tensor, plan: dict) -> fx.Graph
     for node in list(gm.graph.nodes):
         if node.op != "call_function":
             continue
-        if getattr(node.target, "overloadpacket", None) is aten._assert_tensor_metadata:
+        if registry.is_metadata_assert(node.target):  # asserts the sizes before the cut
             gm.graph.erase_node(node)
             continue
         entry = registry.lookup(node.target)
