@@ -1,10 +1,8 @@
-"""The op registry: everything trainonce knows about one op lives in one `OpRule` entry.
+"""The op registry: every fact trainonce knows about an op (channel rule, size rewrite, module
+sizes, zero rule, erasing joint, shape-only) in one `OpRule` entry, asked by every stage.
 
-An entry carries the op's channel rule (how positions map through it), its size rewrite for the
-slim traced program, the size updaters of the `nn.Module` types that emit it, its zero rule, and
-whether it is an erasing joint (a sum or a concat) or a shape-only op. Ops without tensor data are
-kept in an ignore list. The built-in entries are in `graph/table.py` (registered when
-`trainonce.graph` is imported); `register_rule` lets a user teach trainonce a custom op.
+The built-in entries are `graph/table.py`, registered when `trainonce.graph` is imported;
+`register_rule` lets a user teach trainonce a custom op.
 """
 
 from __future__ import annotations

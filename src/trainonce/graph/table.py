@@ -1,9 +1,9 @@
-"""THE op table: every op trainonce understands, with its channel rule, its size rewrite for the
-slim traced program, the module types that emit it, its zero rule, whether it is an erasing joint
-or shape-only, one entry per op (registered by `trainonce.graph`'s import).
+"""THE op table: every op trainonce understands, one entry each, with its channel rule, size
+rewrite, module types, zero rule and whether it is an erasing joint or shape-only.
 
-Ops absent from the table are opaque: every channel they touch is kept whole, with a warning that
-names the op and the module. A name here that is not an ATen op fails at import.
+Registered when `trainonce.graph` is imported. Ops absent from the table are opaque: every channel
+they touch is kept whole, with a warning naming the op and the module. A name here that is not an
+ATen op fails at import.
 """
 
 from __future__ import annotations
