@@ -134,6 +134,55 @@ def test_a_rule_bug_raises_in_strict_mode_and_pins_otherwise(monkeypatch):
             trainonce.analyze(model, x)
 
 
+def test_an_ops_joint_and_shape_facts_are_read_from_its_entry():
+    aten = torch.ops.aten
+    assert registry.joint(aten.add.Tensor).kind == "sum" and registry.joint(aten.add.Scalar) is None
+    assert registry.joint(aten.add_.Tensor).inplace and not registry.joint(aten.add.Tensor).inplace
+    assert {registry.joint(op).kind for op in (aten.cat.default, aten.concat.default)} == {"concat"}
+    assert registry.joint(aten.mul.Tensor) is None and registry.joint(operator.getitem) is None
+    assert registry.is_shape_op(aten.view.default) and registry.is_shape_op(aten.permute.default)
+    assert not registry.is_shape_op(aten.relu.default) and not registry.is_shape_op(aten.t_.default)
+    assert registry.is_metadata_assert(aten._assert_tensor_metadata.default)
+    assert registry.is_ignored(aten.sym_size.int)
+    assert not registry.is_metadata_assert(aten.sym_size.int)
+
+
+@torch.library.custom_op("trainonce_test::double", mutates_args=())
+def _double(x: torch.Tensor) -> torch.Tensor:
+    return 2 * x
+
+
+@_double.register_fake
+def _(x):
+    return torch.empty_like(x)
+
+
+class DoubledBranch(nn.Module):
+    """``h + double(conv(h))``: the branch is removable only once ``double`` has a zero rule."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.branch = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        h = self.stem(x)
+        return h + torch.ops.trainonce_test.double(self.branch(h))
+
+
+def test_a_zero_rule_is_registered_with_the_channel_rule():
+    from trainonce.graph import rules, zeros
+
+    model, x = DoubledBranch(), torch.randn(1, 3, 5, 5)
+    trainonce.register_rule(torch.ops.trainonce_test.double, rules.first, replace=True)
+    with pytest.raises(trainonce.NothingPrunableError):
+        trainonce.analyze(model, x, mode="erase")  # never taken to be zero without a rule
+    trainonce.register_rule(torch.ops.trainonce_test.double, rules.first, zero=zeros.first,
+                            replace=True)
+    space = trainonce.analyze(model, x, mode="erase")
+    assert [g.name for g in space.groups if g.prunable] == ["branch"]
+    assert registry.lookup(torch.ops.trainonce_test.double).zero is zeros.first
+
+
 class PReLUNet(nn.Module):
     def __init__(self):
         super().__init__()

@@ -67,3 +67,26 @@ def test_graph_draws_groups_channels_and_columns(tmp_path, capsys):
     assert all(x >= 0 and x + w <= width and y + h <= height for x, y, w, h in rects)
     ghosts = [a for a, _, _ in boxes if a.get("class") == "ghost"]
     assert ghosts and height < 2000 and width > 2 * 184  # columns side by side
+
+
+def test_graph_is_the_analysis_trace(tmp_path, monkeypatch):
+    """The drawing reuses the graph the analysis traced (no second torch.export), and the input
+    box keeps the name of the model's own forward argument."""
+    import torch
+
+    import trainonce
+    from trainonce.report.graph import write_graph
+    from trainonce.zoo import build_model
+
+    built = build_model("resnet8", 10, 1)
+    model, example = built.model.eval(), (torch.randn(1, *built.default_input_shape),)
+    space = trainonce.analyze(model, example)
+
+    def exported_again(*args, **kwargs):
+        raise AssertionError("torch.export called again")
+
+    monkeypatch.setattr(torch.export, "export", exported_again)
+    svg = write_graph(space, model, example, tmp_path / "g.svg")
+    _, boxes = _boxes(svg)
+    assert [t[0] for a, _, t in boxes if a.get("data-op") == "input"] == ["x"]
+    assert any(a.get("data-op") == "conv2d" for a, _, _ in boxes)

@@ -168,7 +168,7 @@ def test_latency_tells_models_apart():
 def test_an_erased_structure_is_one_row():
     """Erasing mode: a whole residual branch is one row, named as its group, kept or removed,
     and what it loses is what the model loses."""
-    from trainonce.report.layers import STRUCTURE
+    from trainonce.report.layer_rows import STRUCTURE
 
     model = build_model("resnet8", 10, 1).model.eval()
     space = trainonce.analyze(model, (torch.randn(1, 1, 8, 8),), mode="erase")

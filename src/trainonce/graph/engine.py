@@ -173,22 +173,15 @@ def _record_flops(rec: Recorder, sp: _Space, merged: dict[frozenset, Axis]) -> N
     rec.cost("flops", unit, vectors)
 
 
-def pad_letters(ndim: int, tail: str, lead_pool: str = "ABCDEFGHIJKLMN") -> str:
-    """Letters for a tensor whose last dims are ``tail`` and leading dims are batch-like."""
-    extra = ndim - len(tail)
-    if extra < 0:
-        raise ValueError(f"rank {ndim} too small for {tail!r}")
-    return lead_pool[len(lead_pool) - extra :] + tail if extra else tail
-
-
 def broadcast_letters(shape_len: int, out_len: int) -> str:
     """Letters of an operand aligned right against an output of rank ``out_len``."""
     pool = "abcdefghijklmnopqrstuvwxyz"
     return pool[out_len - shape_len : out_len]
 
 
-def elementwise(rec: Recorder, inputs: list[Labels], out_shape) -> list[Axis]:
-    """Broadcasting element-wise op: every output dim couples the inputs that span it."""
+def couple_broadcast(rec: Recorder, inputs: list[Labels], out_shape) -> list[Axis]:
+    """The axes of a broadcasting element-wise op's output: inputs aligned right, every output
+    dim couples the inputs that span it."""
     n = len(out_shape)
     ops = [Operand(x, broadcast_letters(x.ndim, n)) for x in inputs if x.ndim <= n]
     return couple(rec, ops, broadcast_letters(n, n))

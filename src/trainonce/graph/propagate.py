@@ -13,7 +13,7 @@ import torch
 from torch import fx
 
 from ..trace import MODEL_PREFIX, Traced, concrete
-from . import registry, table  # noqa: F401 - table registers the built-in rules
+from . import registry
 from .labels import Labels, Recorder, Site, unlabelled
 from .rules import tensor_args
 
@@ -51,7 +51,8 @@ def _out_shapes(node: fx.Node, where: str = ""):
     return _shape(val, where)
 
 
-def _module_path(node: fx.Node) -> str:
+def module_path(node: fx.Node) -> str:
+    """The innermost module of the user's model that emitted ``node`` ("" for the root)."""
     stack = node.meta.get("nn_module_stack") or {}
     if not stack:
         return ""
@@ -158,7 +159,7 @@ def _walk(graph: fx.Graph, gm: torch.nn.Module, env: dict, prop: Propagation,
             env[node] = None
             continue
         name = getattr(node.target, "__name__", str(node.target))
-        module = _module_path(node)
+        module = module_path(node)
         rec.where = Site(name, module)
         if top:  # a sub-graph's costs belong to the higher-order op that runs it
             rec.owner = f"node:{node.name}"
@@ -227,7 +228,7 @@ def _opaque(rec: Recorder, tensors: list[Labels], out, reason: str):
             for a in x.axes:
                 rec.block(a, reason)
         return None
-    from .layers import opaque
+    from .compute import opaque
 
     res = opaque(rec, tensors, out if isinstance(out, list) else [out], reason)
     return res if isinstance(out, list) else res[0]

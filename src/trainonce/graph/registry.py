@@ -1,8 +1,8 @@
-"""The op registry: everything trainonce knows about one op lives in one `OpRule` entry.
+"""The op registry: every fact trainonce knows about an op (channel rule, size rewrite, module
+sizes, zero rule, erasing joint, shape-only) in one `OpRule` entry, asked by every stage.
 
-An entry carries the op's channel rule (how positions map through it), its size rewrite for the
-slim traced program, and the size updaters of the `nn.Module` types that emit it. The built-in
-entries are in `graph/table.py`; `register_rule` lets a user teach trainonce a custom op.
+The built-in entries are `graph/table.py`, registered when `trainonce.graph` is imported;
+`register_rule` lets a user teach trainonce a custom op.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from .zeros import ZeroRule
 
 # rule(rec, args, kwargs, out) -> Labels | list[Labels]; tensor arguments are given as their
 # `Labels`, ``out`` is the traced output shape (a list of shapes for multi-output ops)
@@ -33,15 +35,35 @@ class ModuleSizes:
 
 
 @dataclass(frozen=True)
+class Joint:
+    """An erasing joint: a call whose output is the sum (``kind="sum"``, ``add(a, b)``) or the
+    concatenation (``kind="concat"``, ``cat([a, b, ...])``) of its inputs, so an input that is a
+    removed structure can be dropped from it. ``overloads``: the overloads of the op that are the
+    joint; ``inplace``: the call writes into its first input."""
+
+    kind: str
+    overloads: tuple[str, ...] = ("default",)
+    inplace: bool = False
+
+    def inputs(self, args: tuple | list) -> list:
+        """The joined values among a call's positional arguments."""
+        return list(args[0]) if self.kind == "concat" else list(args[:2])
+
+
+@dataclass(frozen=True)
 class OpRule:
     """One op's entry: channel rule, size rewrite (None: the op has no size arguments), the
-    module types whose forward emits it, and its zero rule (`trainonce.graph.zeros`; None: its
-    output is never taken to be exactly zero)."""
+    module types whose forward emits it, its zero rule (`trainonce.graph.zeros`; None: its
+    output is never taken to be exactly zero), the erasing joint it is (if any), and
+    ``shape_only``: it only moves or re-views one value (the dependency graph draws it as its
+    input)."""
 
     channels: ChannelRule
     resize: Resize | None = None
     modules: tuple[ModuleSizes, ...] = ()
-    zero: Any = None
+    zero: ZeroRule | None = None
+    joint: Joint | None = None
+    shape_only: bool = False
 
 
 class RuleError(Exception):
@@ -51,7 +73,7 @@ class RuleError(Exception):
 
 _RULES: dict[Any, OpRule] = {}
 _MODULES: dict[type, ModuleSizes] = {}
-_IGNORED: set[Any] = set()
+_IGNORED: dict[Any, bool] = {}  # op -> it asserts traced metadata (see `ignore_ops`)
 
 STRICT_ENV = "TRAINONCE_STRICT_RULES"
 
@@ -92,13 +114,20 @@ def register_rule(
     *,
     resize: Resize | None = None,
     modules: Iterable[ModuleSizes] = (),
+    zero: ZeroRule | None = None,
     replace: bool = False,
 ) -> None:
     """Teach trainonce how ``ops`` (an op, a list of ops, or space-separated ATen names) map
     channels. ``channels(rec, args, kwargs, out)`` couples or pins atoms through the helpers of
-    `trainonce.graph.layers` / `trainonce.graph.shapes` (e.g. ``layers.broadcast`` for an
+    `trainonce.graph.compute` / `trainonce.graph.shapes` (e.g. ``compute.broadcast`` for an
     element-wise op); ``resize`` rewrites size arguments in the slim traced program; ``modules``
-    keeps the sizes of module types that emit the op true. An op that already has a rule needs
+    keeps the sizes of module types that emit the op true. ``zero(args, kwargs) -> Zero`` says
+    whether the op's output is exactly zero, given its arguments with every traced value
+    replaced by its `trainonce.graph.zeros.Zero` state (helpers there: ``zeros.first`` for
+    f(0) = 0, ``zeros.product``, ``zeros.affine``...); erasing mode uses it to check that zeroing
+    a structure's parameters zeroes its output. Without one the output is never taken to be
+    zero, so a structure ending in the op is not removable. ``channels`` may also be a whole
+    `OpRule` (the other arguments are then ignored). An op that already has a rule needs
     ``replace=True``.
 
     Example: a custom op ``mylib::scale(x[N, C, H, W], w[C])`` that scales each channel. The
@@ -113,7 +142,8 @@ def register_rule(
 
         trainonce.register_rule(torch.ops.mylib.scale, scale_rule)
     """
-    entry = channels if isinstance(channels, OpRule) else OpRule(channels, resize, tuple(modules))
+    entry = channels if isinstance(channels, OpRule) else OpRule(
+        channels, resize, tuple(modules), zero)
     keys = _ops(ops)
     taken = [k for k in keys if k in _RULES and not replace]
     if taken:
@@ -125,9 +155,12 @@ def register_rule(
             _MODULES[m.type] = m
 
 
-def ignore_ops(ops: Any) -> None:
-    """Ops that carry no tensor data (shape asserts, symbolic sizes): skipped by the walk."""
-    _IGNORED.update(_ops(ops))
+def ignore_ops(ops: Any, *, metadata_assert: bool = False) -> None:
+    """Ops that carry no tensor data (shape asserts, symbolic sizes): skipped by the walk. With
+    ``metadata_assert`` they assert a tensor's traced shape or dtype, which a cut makes stale:
+    the slim traced program drops them."""
+    for k in _ops(ops):
+        _IGNORED[k] = metadata_assert
 
 
 def lookup(target: Any) -> OpRule | None:
@@ -139,7 +172,30 @@ def lookup(target: Any) -> OpRule | None:
 
 
 def is_ignored(target: Any) -> bool:
+    """Whether a traced node's target carries no tensor data (see `ignore_ops`)."""
     return getattr(target, "overloadpacket", target) in _IGNORED
+
+
+def is_metadata_assert(target: Any) -> bool:
+    """Whether a traced node's target asserts traced metadata a cut makes stale."""
+    return _IGNORED.get(getattr(target, "overloadpacket", target), False)
+
+
+def joint(target: Any) -> Joint | None:
+    """The erasing joint a traced node's target (an overload) is, or None."""
+    entry = lookup(target)
+    found = entry.joint if entry is not None else None
+    packet = getattr(target, "overloadpacket", None)
+    if found is None or packet is None:
+        return None
+    return found if any(getattr(packet, o, None) is target for o in found.overloads) else None
+
+
+def is_shape_op(target: Any) -> bool:
+    """Whether a traced node's target only moves or re-views one value (view, permute, clone,
+    dropout...): drawn as its input in the dependency graph."""
+    entry = lookup(target)
+    return entry is not None and entry.shape_only
 
 
 def entries() -> dict[Any, OpRule]:

@@ -1,5 +1,5 @@
 """Channel rules: one adapter per op signature, reading the op's arguments and calling the
-coupling helpers of `layers` (computation) and `shapes` (data movement).
+coupling helpers of `compute` (computation) and `shapes` (data movement).
 
 A rule is ``rule(rec, args, kwargs, out) -> Labels | list[Labels]``: tensor arguments arrive as
 their `Labels`, ``out`` is the traced output shape (a list for multi-output ops). The table that
@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from . import layers as L
+from . import compute as C
 from . import shapes as S
 from .labels import Labels, Recorder, unlabelled
 
@@ -39,7 +39,7 @@ def _arg(args, kwargs, i: int, name: str, default=None):
 
 
 def elementwise(rec, args, kwargs, out):
-    return L.broadcast(rec, tensor_args(args, kwargs), out)
+    return C.broadcast(rec, tensor_args(args, kwargs), out)
 
 
 def first(rec, args, kwargs, out):
@@ -75,8 +75,8 @@ def reduction(rec, args, kwargs, out, dim_index: int = 1):
     if not isinstance(dims, (int, list, tuple)):
         dims = None
     if isinstance(out, list):
-        return [L.reduce(rec, x, dims, False, o) for o in out]
-    return L.reduce(rec, x, dims, False, out)
+        return [C.reduce(rec, x, dims, False, o) for o in out]
+    return C.reduce(rec, x, dims, False, out)
 
 
 def norm_reduction(rec, args, kwargs, out):
@@ -90,8 +90,8 @@ def mixing_along(dim_index: int, default: int = -1) -> Rule:
     def rule(rec, args, kwargs, out):
         dim = _arg(args, kwargs, dim_index, "dim", default)
         if isinstance(out, list):
-            return [L.reduce(rec, args[0], [dim], True, o) for o in out]
-        return L.reduce(rec, args[0], [dim], True, out)
+            return [C.reduce(rec, args[0], [dim], True, o) for o in out]
+        return C.reduce(rec, args[0], [dim], True, out)
 
     return rule
 
@@ -99,7 +99,7 @@ def mixing_along(dim_index: int, default: int = -1) -> Rule:
 def pooling(rec, args, kwargs, out, *, k: int | None = None):
     outs = out if isinstance(out, list) else [out]
     x = args[0]
-    res = [L.pool(rec, x, k if k is not None else x.ndim - 2, o) for o in outs]
+    res = [C.pool(rec, x, k if k is not None else x.ndim - 2, o) for o in outs]
     return res if isinstance(out, list) else res[0]
 
 
@@ -123,24 +123,24 @@ def pad(rec, args, kwargs, out):
 def conv(rec, args, kwargs, out):
     x, w, b = args[0], args[1], _arg(args, kwargs, 2, "bias")
     groups = _arg(args, kwargs, 6, "groups", 1)
-    return L.conv(rec, x, w, b, groups, False, out)
+    return C.conv(rec, x, w, b, groups, False, out)
 
 
 def conv_transpose(rec, args, kwargs, out):
     x, w, b = args[0], args[1], _arg(args, kwargs, 2, "bias")
     groups = _arg(args, kwargs, 6, "groups", 1)
-    return L.conv(rec, x, w, b, groups, True, out)
+    return C.conv(rec, x, w, b, groups, True, out)
 
 
 def convolution(rec, args, kwargs, out):
     x, w, b, transposed, groups = args[0], args[1], args[2], args[6], args[8]
-    return L.conv(rec, x, w, b, groups, bool(transposed), out)
+    return C.conv(rec, x, w, b, groups, bool(transposed), out)
 
 
 def batch_norm(rec, args, kwargs, out):
     x, params = args[0], [a for a in args[1:5] if isinstance(a, Labels) or a is None]
     outs = out if isinstance(out, list) else [out]
-    res = L.channel_norm(rec, x, params, [0] + list(range(2, x.ndim)), outs[0], "batch norm")
+    res = C.channel_norm(rec, x, params, [0] + list(range(2, x.ndim)), outs[0], "batch norm")
     extra = [Labels(tuple(o), [a.reshape(-1) for a in res.axes if a.shape[1] > 1][:1])
              if len(o) == 1 else unlabelled(o, "norm statistics") for o in outs[1:]]
     return [res] + extra if isinstance(out, list) else res
@@ -148,20 +148,20 @@ def batch_norm(rec, args, kwargs, out):
 
 def instance_norm(rec, args, kwargs, out):
     x, params = args[0], list(args[1:5])
-    return L.channel_norm(rec, x, params, list(range(2, x.ndim)), out, "instance norm")
+    return C.channel_norm(rec, x, params, list(range(2, x.ndim)), out, "instance norm")
 
 
 def group_norm(rec, args, kwargs, out):
     x, groups = args[0], args[1]
     params = [_arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias")]
-    return L.group_norm(rec, x, groups, params, out)
+    return C.group_norm(rec, x, groups, params, out)
 
 
 def layer_norm(rec, args, kwargs, out):
     outs = out if isinstance(out, list) else [out]
     x, shape = args[0], list(args[1])
     params = [_arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias")]
-    res = L.layer_norm(rec, x, len(shape), [p for p in params if isinstance(p, Labels)], outs[0])
+    res = C.layer_norm(rec, x, len(shape), [p for p in params if isinstance(p, Labels)], outs[0])
     if isinstance(out, list):
         return [res] + [unlabelled(o, "norm statistics") for o in outs[1:]]
     return res
@@ -169,13 +169,13 @@ def layer_norm(rec, args, kwargs, out):
 
 def rms_norm(rec, args, kwargs, out):
     x, shape, w = args[0], list(args[1]), _arg(args, kwargs, 2, "weight")
-    return L.layer_norm(rec, x, len(shape), [w] if isinstance(w, Labels) else [], out)
+    return C.layer_norm(rec, x, len(shape), [w] if isinstance(w, Labels) else [], out)
 
 
 def sdpa(rec, args, kwargs, out):
     q, k, v = args[:3]
     mask = _arg(args, kwargs, 3, "attn_mask")
-    return L.sdpa(rec, q, k, v, mask if isinstance(mask, Labels) else None, out)
+    return C.sdpa(rec, q, k, v, mask if isinstance(mask, Labels) else None, out)
 
 
 def _dims_arg(args, kwargs, i, name):
@@ -320,25 +320,25 @@ def _movedim_perm(n: int, src, dst) -> list[int]:
     return [p if p >= 0 else next(it) for p in perm]
 
 
-# ----- computation (graph/layers.py) ---------------------------------------------------------
+# ----- computation (graph/compute.py) ---------------------------------------------------------
 def linear(rec, a, k, o):
-    return L.linear(rec, a[0], a[1], _arg(a, k, 2, "bias"), o)
+    return C.linear(rec, a[0], a[1], _arg(a, k, 2, "bias"), o)
 
 
 def matmul(rec, a, k, o):
-    return L.matmul(rec, a[0], a[1], o)
+    return C.matmul(rec, a[0], a[1], o)
 
 
 def addmm(rec, a, k, o):
-    return L.addmm(rec, a[0], a[1], a[2], o)
+    return C.addmm(rec, a[0], a[1], a[2], o)
 
 
 def einsum(rec, a, k, o):
-    return L.einsum(rec, a[0], list(a[1]), o)
+    return C.einsum(rec, a[0], list(a[1]), o)
 
 
 def embedding(rec, a, k, o):
-    return L.embedding(rec, a[0], a[1], o)
+    return C.embedding(rec, a[0], a[1], o)
 
 
 def prelu(rec, a, k, o):
@@ -347,7 +347,7 @@ def prelu(rec, a, k, o):
     if w.shape[0] == 1:
         return elementwise(rec, a, k, o)
     cd = 1 if x.ndim > 1 else 0
-    return L.per_channel(rec, x, [w], cd, o)
+    return C.per_channel(rec, x, [w], cd, o)
 
 
 def glu(rec, a, k, o):
@@ -358,6 +358,6 @@ def glu(rec, a, k, o):
     half = x.shape[d] // 2
     lo = S.slice_(rec, x, d, 0, half, 1, o)
     hi = S.slice_(rec, x, d, half, 2 * half, 1, o)
-    return L.broadcast(rec, [lo, hi], o)
+    return C.broadcast(rec, [lo, hi], o)
 
 

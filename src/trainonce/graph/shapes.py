@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .engine import elementwise
+from .engine import couple_broadcast
 from .labels import Axis, Labels, Recorder, compress, spans
 
 
@@ -162,7 +162,7 @@ def cat(rec: Recorder, xs: list[Labels], d: int, out_shape) -> Labels:
         shape = tuple(s for i, s in enumerate(x.shape) if i != d)
         others.append(Labels(shape, rest, None, x.why))
     reduced_shape = tuple(s for i, s in enumerate(out_shape) if i != d)
-    axes = [a.unsqueeze(d) for a in elementwise(rec, others, reduced_shape)]
+    axes = [a.unsqueeze(d) for a in couple_broadcast(rec, others, reduced_shape)]
     line = torch.cat(along)
     if bool((line != 0).any()):
         shape = [1] * len(out_shape)

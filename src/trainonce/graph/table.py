@@ -1,8 +1,9 @@
-"""THE op table: every op trainonce understands, with its channel rule, its size rewrite for the
-slim traced program and the module types that emit it, one entry per op.
+"""THE op table: every op trainonce understands, one entry each, with its channel rule, size
+rewrite, module types, zero rule and whether it is an erasing joint or shape-only.
 
-Ops absent from the table are opaque: every channel they touch is kept whole, with a warning that
-names the op and the module. A name here that is not an ATen op fails at import.
+Registered when `trainonce.graph` is imported. Ops absent from the table are opaque: every channel
+they touch is kept whole, with a warning naming the op and the module. A name here that is not an
+ATen op fails at import.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from . import module_sizes as M
 from . import resize as Z
 from . import rules as R
 from . import zeros as ZR
-from .registry import OpRule, ignore_ops, lookup, register_rule, resolve
+from .registry import Joint, OpRule, ignore_ops, lookup, register_rule, resolve
 
 aten = torch.ops.aten
 
@@ -63,9 +64,10 @@ SPATIAL = {  # pooling / resampling / padding over the last k dims
        "upsample_nearest3d upsample_trilinear3d reflection_pad3d replication_pad3d",
 }
 IGNORED = (  # no tensor data: shape asserts and symbolic sizes
-    "_assert_tensor_metadata _assert_scalar sym_size sym_numel sym_stride sym_storage_offset "
+    "_assert_scalar sym_size sym_numel sym_stride sym_storage_offset "
     "sym_constrain_range_for_size sym_constrain_range item _local_scalar_dense _assert_async"
 )
+METADATA_ASSERTS = "_assert_tensor_metadata"  # ignored too; stale after a cut: the slim drops it
 
 _conv_resize = Z.conv_groups(6)
 
@@ -177,6 +179,17 @@ ZERO_RULES: dict[str, ZR.ZeroRule] = {
 }
 
 
+# ----- erasing joints and shape-only ops ------------------------------------------------------
+JOINTS = {  # a removed structure entering one of these is dropped from it (`space.structures`)
+    "add": Joint("sum", ("Tensor",)), "add_": Joint("sum", ("Tensor",), inplace=True),
+    "cat": Joint("concat"), "concat": Joint("concat"), "concatenate": Joint("concat"),
+}
+SHAPE_ONLY = (  # move or re-view one value: the dependency graph draws them as their input
+    "permute view reshape _unsafe_view flatten transpose t contiguous clone unsqueeze squeeze "
+    "expand alias dropout _to_copy to detach"
+)
+
+
 def _zero_rules() -> dict[object, ZR.ZeroRule]:
     named = [(n, ZR.first) for n in ZERO_PRESERVING.split()]
     named += [(n, ZR.first_of_tuple) for n in ZERO_FIRST_OUTPUT.split()]
@@ -213,12 +226,18 @@ def _register_builtins() -> None:
         register_rule(names, entry)
     for op, entry in TABLE.items():
         register_rule(op, entry)
-    for op, zero in _zero_rules().items():
+    facts: dict[object, dict] = {op: {"zero": zero} for op, zero in _zero_rules().items()}
+    for name, joint in JOINTS.items():
+        facts.setdefault(resolve(name), {})["joint"] = joint
+    for name in SHAPE_ONLY.split():
+        facts.setdefault(resolve(name), {})["shape_only"] = True
+    for op, more in facts.items():  # the facts beyond the channel rule, on each op's entry
         entry = lookup(op)
         if entry is None:
-            raise LookupError(f"zero rule for {op}, which has no channel rule")
-        register_rule(op, dataclasses.replace(entry, zero=zero), replace=True)
+            raise LookupError(f"{', '.join(more)} for {op}, which has no channel rule")
+        register_rule(op, dataclasses.replace(entry, **more), replace=True)
     ignore_ops(IGNORED)
+    ignore_ops(METADATA_ASSERTS, metadata_assert=True)
 
 
 _register_builtins()

@@ -7,7 +7,7 @@ without training.
 from __future__ import annotations
 
 from .latency import Timing, compare_latency
-from .layers import LayerRow, layer_rows, module_of
+from .layer_rows import LayerRow, layer_rows, module_of
 from .page import Report, render, write_report
 from .plots import plot_channels, plot_curves, plot_sparsity
 from .tables import Comparison, comparison_rows, markdown

@@ -1,20 +1,25 @@
-"""Dependency-graph drawing: the ``torch.export`` op graph as a hand-written SVG / HTML page.
+"""Dependency-graph drawing: the analysis' traced op graph as a hand-written SVG / HTML page.
 
 Ops holding parameters are coloured by the group of their output channels (a distinct colour per
 prunable group, unprunable ones grey and dashed) and show their channel count; shape-only ops
-(permute, view, ...) are left out; long graphs are split into columns (see graph_layout).
+(the op registry's, e.g. permute, view) are left out; long graphs are split into columns.
 """
 
 from __future__ import annotations
 
 import colorsys
 import html
+import inspect
+import operator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..atomic import atomic_write
+from ..graph import registry
+from ..graph.propagate import module_path
+from ..trace import Traced, trace
 from .graph_layout import DY, GUTTER, H, Placed, W, layout
 
 _PALETTE = [
@@ -22,11 +27,6 @@ _PALETTE = [
     "#9c755f", "#86bc86", "#d37295", "#a0cbe8", "#ffbe7d", "#8cd17d",
 ]
 UNPRUNABLE = "#bbbbbb"
-# Ops that only move or re-view values: no parameters, no channel groups of their own.
-SHAPE_OPS = frozenset({
-    "permute", "view", "reshape", "_unsafe_view", "flatten", "transpose", "t", "contiguous",
-    "clone", "unsqueeze", "squeeze", "expand", "alias", "dropout", "_to_copy", "to", "detach",
-})
 
 
 def colours(n: int) -> list[str]:
@@ -44,25 +44,37 @@ def colours(n: int) -> list[str]:
     return out
 
 
-def _describe(n, params: dict[str, str], state: dict) -> dict:
+def _input_names(model: torch.nn.Module) -> dict[str, str]:
+    """The trace wraps the model, so its positional inputs are named ``args_0``, ``args_1``...:
+    the names of the model's own ``forward`` arguments."""
+    try:
+        sig = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return {}
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    names = [p.name for p in sig.parameters.values() if p.kind in kinds]
+    return {f"args_{i}": name for i, name in enumerate(names)}
+
+
+def _describe(n, params: dict[str, str], shapes: dict[str, torch.Size],
+              inputs: dict[str, str]) -> dict:
     """One node of the drawing: its op, innermost module, the parameters it reads and the
     channels of its first parameter's output dim."""
     if n.op == "placeholder":
-        op, mod = "input", n.name
+        op, mod = "input", inputs.get(n.name, n.name)
     elif n.op == "output":
         op, mod = "output", ""
     else:
         op = str(getattr(n.target, "__name__", n.target)).split(".")[0]
-        stack = n.meta.get("nn_module_stack") or {}
-        mod = list(stack.values())[-1][0] if stack else ""
+        mod = module_path(n)
     ps = [params[a.name] for a in n.all_input_nodes if a.name in params]
-    first = state.get(ps[0]) if ps else None
+    first = shapes.get(ps[0]) if ps else None
     return {
         "id": n.name,
         "op": op,
         "module": mod,
         "params": ps,
-        "channels": int(first.shape[0]) if first is not None and first.dim() else None,
+        "channels": int(first[0]) if first is not None and len(first) else None,
     }
 
 
@@ -76,26 +88,28 @@ class OpGraph:
     hidden: int = 0
 
 
-def op_graph(model: torch.nn.Module, example_inputs: tuple, hide_shape_ops: bool = True) -> OpGraph:
-    """The exported graph; ``getitem`` and (with ``hide_shape_ops``) `SHAPE_OPS` nodes with one
+def op_graph(traced: Traced, hide_shape_ops: bool = True) -> OpGraph:
+    """The traced graph; ``getitem`` and (with ``hide_shape_ops``) shape-only nodes with one
     input are drawn as that input."""
-    ep = torch.export.export(model, example_inputs, strict=False)
-    sig = ep.graph_signature
-    params = dict(sig.inputs_to_parameters)
+    sig = traced.program.graph_signature
+    params = traced.params  # placeholder -> the parameter's name in the user's model
+    shapes = {n: p.shape for n, p in traced.model.named_parameters(remove_duplicate=False)}
+    inputs = _input_names(traced.model)
     hidden = set(params) | set(sig.inputs_to_buffers) | set(sig.inputs_to_lifted_tensor_constants)
     alias: dict[str, str] = {}  # node drawn as another one
     nodes: list[dict] = []
     edges: list[tuple] = []
     n_shape = 0
-    for n in ep.graph.nodes:
+    for n in traced.graph.nodes:
         if n.op == "placeholder" and n.name in hidden:
             continue
         ins = [a for a in n.all_input_nodes if a.name not in hidden]
-        if n.op == "call_function" and "getitem" in str(n.target):
+        if n.op == "call_function" and n.target is operator.getitem:
             alias[n.name] = alias.get(n.args[0].name, n.args[0].name)
             continue
-        node = _describe(n, params, ep.state_dict)
-        if hide_shape_ops and node["op"] in SHAPE_OPS and not node["params"] and len(ins) == 1:
+        node = _describe(n, params, shapes, inputs)
+        shape_only = n.op == "call_function" and registry.is_shape_op(n.target)
+        if hide_shape_ops and shape_only and not node["params"] and len(ins) == 1:
             alias[n.name] = alias.get(ins[0].name, ins[0].name)
             n_shape += 1
             continue
@@ -226,8 +240,12 @@ def render_svg(space, graph: OpGraph) -> str:
 
 
 def write_graph(space, model, example_inputs: tuple, path: Path) -> Path:
-    """Write the dependency graph to ``path``: ``.svg`` alone, otherwise an HTML page."""
-    svg = render_svg(space, op_graph(model, example_inputs))
+    """Write the dependency graph to ``path``: ``.svg`` alone, otherwise an HTML page. The graph
+    is the one ``space`` was analysed on; a space without one traces ``model`` on
+    ``example_inputs``."""
+    analysis = getattr(space, "analysis", None)
+    traced = analysis.traced if analysis is not None else trace(model, example_inputs)
+    svg = render_svg(space, op_graph(traced))
     path = Path(path)
     if path.suffix.lower() == ".svg":
         text = svg

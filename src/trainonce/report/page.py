@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..atomic import atomic_write
-from .layers import LayerRow
+from .layer_rows import LayerRow
 from .tables import LAYER_HEADER, Comparison, comparison_rows, layer_table
 
 _TEMPLATE = """<!doctype html>

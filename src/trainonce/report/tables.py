@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ..space.summary import human
 from .latency import Timing
-from .layers import STRUCTURE, LayerRow
+from .layer_rows import STRUCTURE, LayerRow
 
 
 @dataclass

@@ -2,9 +2,9 @@
 sum or a concat, found with post-dominators (OTOv3's segments, as single-exit regions).
 
 A unit is the set of nodes whose every path to the outputs runs through one input ``v`` of a
-joint (an ``add`` or a ``cat``). It is removable when it holds trainable parameters, starts at a
-fan-out point (an input-derived value that also reaches the outputs another way), and zeroing its
-parameters makes ``v`` exactly zero (checked with the op table's zero rules).
+joint (a sum or a concat: the op registry's `Joint`s). It is removable when it holds trainable
+parameters, starts at a fan-out point (an input-derived value that also reaches the outputs
+another way), and zeroing its parameters makes ``v`` exactly zero (the op table's zero rules).
 """
 
 from __future__ import annotations
@@ -19,10 +19,6 @@ from ..graph.labels import Labels, spans
 from ..graph.propagate import Propagation
 from ..graph.zeros import Zero
 from ..trace import Traced
-
-aten = torch.ops.aten
-SUM_OPS = {aten.add.Tensor, aten.add_.Tensor}
-CAT_OPS = {aten.cat.default, aten.concat.default, aten.concatenate.default}
 
 
 @dataclass
@@ -123,10 +119,9 @@ def find_structures(g: FlowGraph, traced: Traced, prop: Propagation,
     buffer_of = {n.name: traced.buffers[n.name] for n in g.nodes if n.name in traced.buffers}
     found: dict[int, Structure] = {}
     for node in g.nodes:
-        if node.op != "call_function" or node.target not in SUM_OPS | CAT_OPS:
+        if not _is_joint(node):
             continue
-        ins = node.args[0] if node.target in CAT_OPS else node.args[:2]
-        for v in dict.fromkeys(a for a in ins if isinstance(a, fx.Node)):
+        for v in dict.fromkeys(_joint_inputs(node)):
             vi = g.index[v]
             if vi in found or _is_joint(v):
                 continue
@@ -136,8 +131,13 @@ def find_structures(g: FlowGraph, traced: Traced, prop: Propagation,
     return _drop_outer(list(found.values()))
 
 
+def _joint(n: fx.Node) -> registry.Joint | None:
+    """The erasing joint (sum or concat) node ``n`` is, or None."""
+    return registry.joint(n.target) if n.op == "call_function" else None
+
+
 def _is_joint(n: fx.Node) -> bool:
-    return n.op == "call_function" and n.target in SUM_OPS | CAT_OPS
+    return _joint(n) is not None
 
 
 def _input_derived(g: FlowGraph, traced: Traced) -> list[bool]:
@@ -164,7 +164,7 @@ def _candidate(g: FlowGraph, vi: int, from_input: list[bool], param_of: dict, bu
     entries = {a for i in region for a in g.args[i] if a not in region and from_input[a]}
     if not any(g.reaches(e, {g.output}, region) for e in entries):
         return None
-    kind = "concat" if g.nodes[joints[0]].target in CAT_OPS else "sum"
+    kind = _joint(g.nodes[joints[0]]).kind
     # a parameter lifted under several placeholders (shared) must have them all inside
     inside = {param_of[g.nodes[i].name] for i in region if g.nodes[i].name in param_of}
     outside = {p for p in inside if g.placeholders_of[p] - region}
@@ -183,7 +183,7 @@ def _why_not(g: FlowGraph, vi: int, region: set[int], s: Structure, outside: set
     shared = sorted(set(s.params) & outside)
     if shared:
         return f"its parameter '{shared[0]}' is also used outside it"
-    if len({g.nodes[u].target in CAT_OPS for u in g.users[vi]}) > 1:
+    if len({_joint(g.nodes[u]).kind for u in g.users[vi]}) > 1:
         return "its output enters both a sum and a concat"
     if _zero_state(g, vi, region) is not Zero.YES:
         return "its output is not exactly zero when its parameters are (e.g. it ends in " \
@@ -295,7 +295,7 @@ class Hierarchy:
         self.users = g.users
         self.names = [n.name for n in g.nodes]
         self.joints = {i: [g.index[a] for a in _joint_inputs(n)] for i, n in enumerate(g.nodes)
-                       if n.op == "call_function" and _is_joint(n)}
+                       if _is_joint(n)}
         self.units = {z: (s.name, g.by_name[s.exit],
                           {g.by_name[n] for n in s.nodes if n in g.by_name})
                       for s, z in units}
@@ -350,6 +350,5 @@ class Hierarchy:
 
 
 def _joint_inputs(n: fx.Node) -> list[fx.Node]:
-    args = n.args[0] if n.target in CAT_OPS else n.args[:2]
-    return [a for a in args if isinstance(a, fx.Node)]
+    return [a for a in _joint(n).inputs(n.args) if isinstance(a, fx.Node)]
 

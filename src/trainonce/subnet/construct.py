@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..space.search_space import SearchSpace
-from .layers import deletable_layers
+from .layer_deletion import deletable_layers
 from .recipe import Recipe, apply
 from .slicing import removal_plan
 from .verify import OTHER_BATCH, Reference, run

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..graph import table  # noqa: F401 - table registers the built-in rules
 from ..graph.registry import module_sizes
 
 

@@ -12,7 +12,7 @@ import warnings
 import torch
 from torch import fx, nn
 
-from ..graph import registry, table  # noqa: F401 - table registers the built-in rules
+from ..graph import registry
 from ..graph.labels import Labels, spans
 from ..graph.propagate import propagate
 from ..space.analysis import Analysis
@@ -21,8 +21,6 @@ from ..trace import MODEL_PREFIX, trace
 from .interface import SlimProgram, mode_dependent_layers
 from .slicing import apply_plan
 from .surgery import remove_structures
-
-aten = torch.ops.aten
 
 
 class _Sizes:
@@ -112,7 +110,7 @@ def _cut_program(analysis: Analysis, zero: torch.Tensor, plan: dict) -> fx.Graph
     for node in list(gm.graph.nodes):
         if node.op != "call_function":
             continue
-        if getattr(node.target, "overloadpacket", None) is aten._assert_tensor_metadata:
+        if registry.is_metadata_assert(node.target):  # asserts the sizes before the cut
             gm.graph.erase_node(node)
             continue
         entry = registry.lookup(node.target)

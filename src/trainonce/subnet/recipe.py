@@ -14,7 +14,7 @@ from torch import nn
 from ..space.build import MODES, analyze
 from ..space.search_space import SearchSpace
 from .hf import update_hf_config
-from .layers import delete_layers
+from .layer_deletion import delete_layers
 from .modules import snapshot_sizes, update_sizes
 from .program import slim_program
 from .slicing import apply_plan

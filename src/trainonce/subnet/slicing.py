@@ -9,11 +9,6 @@ from ..space.search_space import SearchSpace
 from ..space.slots import per_position
 
 
-def keep_positions(zig_vec: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
-    """Positions along a dim to keep: those in no ZIG or in a ZIG that is not zero."""
-    return torch.nonzero(~per_position(zero.bool().cpu(), zig_vec, False)).flatten()
-
-
 def removal_plan(space: SearchSpace, zero: torch.Tensor) -> dict[str, dict[int, torch.Tensor]]:
     """name -> dim -> kept positions, for every parameter and buffer that loses positions (a
     position goes when its channel ZIG or its structure ZIG is zero)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import fx
 
-from ..space.structures import CAT_OPS, SUM_OPS
+from ..graph import registry
 
 aten = torch.ops.aten
 
@@ -27,25 +27,21 @@ def remove_structures(gm: fx.GraphModule, structures: list, zero: torch.Tensor) 
         dead.add(nodes[s.exit])
     gone = set()
     for node in list(gm.graph.nodes):  # graph order: a joint's inputs are settled before it
-        if node.op != "call_function":
+        joint = registry.joint(node.target) if node.op == "call_function" else None
+        if joint is None or not any(a in dead for a in joint.inputs(node.args)):
             continue
-        if node.target in SUM_OPS and any(a in dead for a in node.args[:2]):
-            live = [a for a in node.args[:2] if a not in dead]
-            if live:
-                survivor = live[0]
-                if node.target is not aten.add.Tensor:  # in place: later in-place ops wrote
-                    with gm.graph.inserting_before(node):  # into a fresh tensor, keep it so
-                        survivor = gm.graph.call_function(aten.clone.default, (survivor,))
-                node.replace_all_uses_with(survivor)
-                gone.add(node)
-            else:
-                dead.add(node)
-        elif node.target in CAT_OPS and any(a in dead for a in node.args[0]):
-            live = [a for a in node.args[0] if a not in dead]
-            if live:
-                node.args = (live, *node.args[1:])
-            else:
-                dead.add(node)
+        live = [a for a in joint.inputs(node.args) if a not in dead]
+        if not live:
+            dead.add(node)
+        elif joint.kind == "sum":
+            survivor = live[0]
+            if joint.inplace:  # later in-place ops wrote into a fresh tensor: keep it so
+                with gm.graph.inserting_before(node):
+                    survivor = gm.graph.call_function(aten.clone.default, (survivor,))
+            node.replace_all_uses_with(survivor)
+            gone.add(node)
+        else:
+            node.args = (live, *node.args[1:])
     before = _attributes_read(gm)
     _erase(gm.graph, gone | dead)
     _drop_attributes(gm, before - _attributes_read(gm))

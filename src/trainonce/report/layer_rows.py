@@ -5,6 +5,7 @@ A structure of erasing mode (a whole branch) is one row, named as its group is, 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -48,7 +49,12 @@ def _output_dim(model: torch.nn.Module, module: str) -> int:
         mod = model.get_submodule("" if module == "(model)" else module)
     except AttributeError:
         return 0
-    return 1 if type(mod).__name__ == "Conv1D" else 0
+    return 1 if _is_hf_conv1d(mod) else 0
+
+
+def _is_hf_conv1d(mod: torch.nn.Module) -> bool:
+    utils = sys.modules.get("transformers.pytorch_utils")  # loaded by any model that has one
+    return utils is not None and isinstance(mod, getattr(utils, "Conv1D", ()))
 
 
 def _producers(group, model: torch.nn.Module, ndim: dict[str, int]) -> tuple[list[str], int]:

@@ -1,5 +1,5 @@
-"""Rules for ops that compute across channels: linear algebra, convolution, normalisation,
-attention, embedding lookups, reductions and pooling. Each one couples atoms via the engine."""
+"""Channel couplings of ops that compute (linear algebra, convolution, normalisation, attention,
+embeddings, reductions, pooling); `shapes` does the ops that only move data. Both use the engine."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .engine import Operand, couple, elementwise
+from .engine import Operand, couple, couple_broadcast
 from .labels import Labels, Recorder, spans
 from .shapes import pin_dims
 
@@ -249,4 +249,5 @@ def opaque(rec: Recorder, inputs: list[Labels], out_shapes, reason: str) -> list
 
 
 def broadcast(rec: Recorder, xs: list[Labels], out_shape) -> Labels:
-    return Labels(tuple(out_shape), elementwise(rec, xs, out_shape))
+    """A broadcasting element-wise op (add, mul, relu...): the output's labels."""
+    return Labels(tuple(out_shape), couple_broadcast(rec, xs, out_shape))
