@@ -73,3 +73,13 @@ def test_a_failed_trace_leaves_the_model_too():
     except trainonce.TraceError:
         pass
     assert not hasattr(model, "seen") and model.training
+
+
+def test_construct_subnet_leaves_the_full_model_as_it_was():
+    torch.manual_seed(0)
+    model = CachesGrid()
+    model.head.eval()  # mixed modes survive the checks' runs at other batch sizes too
+    space = trainonce.analyze(model, torch.randn(2, 3, 8, 8))
+    space.zero_random_groups(0.5, 0)
+    trainonce.construct_subnet(model, space)
+    assert model.shape is None and model.training and not model.head.training

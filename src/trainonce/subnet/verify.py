@@ -8,6 +8,7 @@ import copy
 import torch
 from torch import nn
 
+from ..pristine import pristine
 from ..trace import _TensorOutputs, batch_size
 
 # Relative tolerance (of max |y|) per output dtype. float32: 1e-5 (~80 ulps), the rule trainonce
@@ -51,14 +52,10 @@ def within_tolerance(ref: torch.Tensor, got: torch.Tensor, dtype: torch.dtype | 
 
 def run(model: nn.Module, args: tuple, kwargs: dict) -> list[torch.Tensor]:
     """The tensors ``model`` outputs in eval mode, flattened (caches and other objects dropped);
-    the model's train/eval mode is restored."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return list(_TensorOutputs(model)(*args, **kwargs))
-    finally:
-        model.train(was)
+    the model is left as it was (`trainonce.pristine`: modes, cached attributes)."""
+    with pristine(model), torch.no_grad():
+        model.eval()
+        return list(_TensorOutputs(model)(*args, **kwargs))
 
 
 def _random_like(x, gen: torch.Generator, batch: tuple[int, int] | None = None):
