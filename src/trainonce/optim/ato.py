@@ -17,7 +17,7 @@ from .ato_controller import Controller, eval_mask, train_mask
 from .ato_mask import MaskApplier, kept_share, resource_loss
 from .base import ZigOptimizer
 from .checks import user_stacklevel
-from .targets import _cost_model
+from .targets import cost_model
 from .zigview import ext
 
 
@@ -199,7 +199,7 @@ class ATO(ZigOptimizer):
     def _freeze(self) -> None:
         with torch.no_grad():
             logits = self.controller()
-        cost, _, dense = _cost_model(self.space, self.target.kind)
+        cost, _, dense = cost_model(self.space, self.target.kind)
         self.kept_at_freeze = cost(self.mask & ~self.zero.cpu()) / dense
         if self.kept_at_freeze > 1.5 * self.target.value + 0.01:
             warnings.warn(

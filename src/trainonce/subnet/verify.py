@@ -8,7 +8,7 @@ import copy
 import torch
 from torch import nn
 
-from ..trace import _TensorOutputs, batch_size
+from ..trace import TensorOutputs, batch_size
 
 # Relative tolerance (of max |y|) per output dtype. float32: 1e-5 (~80 ulps), the rule trainonce
 # has always used; float16/bfloat16: ~10 and ~6 ulps of their own. A failure in any of them is
@@ -56,7 +56,7 @@ def run(model: nn.Module, args: tuple, kwargs: dict) -> list[torch.Tensor]:
     model.eval()
     try:
         with torch.no_grad():
-            return list(_TensorOutputs(model)(*args, **kwargs))
+            return list(TensorOutputs(model)(*args, **kwargs))
     finally:
         model.train(was)
 
