@@ -9,7 +9,7 @@ import torch
 from runs import make_run, train_steps
 
 from trainonce.optim import DHSPG, HESSO
-from trainonce.optim.zigview import Axis, ext
+from trainonce.optim.zigview import DimMatrix, ext
 
 CONFIGS = [
     ("sgd", dict(lr=0.05, momentum=0.9, weight_decay=1e-3)),
@@ -116,7 +116,7 @@ def test_two_pass_momentum_matches_torch_order(with_hold):
     hold = None
     if with_hold:
         keep = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
-        hold = Factors(ps[0].shape, [(Axis.of(ps[0].shape, 0), keep)])
+        hold = Factors(ps[0].shape, [(DimMatrix.of(ps[0].shape, 0), keep)])
         for p in ps:
             hold.mul_(p.data)
     states = [{"momentum_buffer": hold.mul(ps[0].grad) if hold else ps[0].grad.clone()}]
