@@ -121,3 +121,16 @@ def test_optimizer_selects_from_its_pool():
         assert int(opt.zero.sum()) == round(0.5 * space.num_prunable_zigs)
         zeros.append(int(opt.zero[res].sum()))
     assert zeros[0] > 0 and zeros[1] == 0
+
+
+@pytest.mark.parametrize("cls", [HESSO, DHSPG], ids=lambda c: c.__name__)
+def test_add_param_group_is_refused_at_once(cls):
+    """One param group, fixed when built: refused at the call, not at the next step."""
+    model, _, opt = make_run(cls, lr=0.05, target_group_sparsity=0.5, total_steps=10)
+    extra = torch.nn.Parameter(torch.zeros(3))
+    with pytest.raises(RuntimeError, match="one param group.*second torch optimizer"):
+        opt.add_param_group({"params": [extra]})
+    assert len(opt.param_groups) == 1
+    assert [id(p) for p in opt.param_groups[0]["params"]] == [id(p) for p in opt.params]
+    train_steps(model, opt, 0, 2)  # the optimizer is unharmed
+    assert opt.steps_taken == 2

@@ -5,10 +5,11 @@ penalty lambda_g * x_g/||x_g||, and the half-space projection restricted to G_p.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
+from ..space import SearchSpace
 from .base import ZigOptimizer
 from .rowscale import RowScale
 from .saliency import saliency_scores
@@ -90,6 +91,7 @@ class HalfSpaceOptimizer(ZigOptimizer):
     phase with the full target, so the projection can never exceed the target. At the last
     pruning step the G_p groups not yet projected are set to zero (``forced`` in metrics).
 
+    ``stats_every`` (`STATS_EVERY`) is its own argument, the rest go to `ZigOptimizer`.
     Statistics steps (every ``stats_every``-th step of a period, and the last pruning step)
     measure ``||x_g||^2``, ``<x_g, u_g>`` (and ``||u_g||^2``), take the exact half-space step
     ``x - lr*(u + c*x)`` (``c`` the sum of the penalties ``lambda_g/||x_g||`` of the ZIGs an
@@ -99,11 +101,14 @@ class HalfSpaceOptimizer(ZigOptimizer):
     the step (several passes over every weight), this is one streaming multiply per dim.
     """
 
-    saliency_weights: dict
+    saliency_weights: dict  # set by the subclass's __init__
     epsilon: float
     _needs_dsq = True
 
-    def _init_halfspace(self, stats_every: int) -> None:
+    def __init__(
+        self, space: SearchSpace, lr: float = 0.1, *, stats_every: int = STATS_EVERY, **common: Any
+    ) -> None:
+        super().__init__(space, lr, **common)
         if isinstance(stats_every, bool) or not isinstance(stats_every, int) or stats_every < 1:
             raise ValueError(f"stats_every must be an integer >= 1, got {stats_every!r}")
         self.stats_every = stats_every
