@@ -92,13 +92,13 @@ def test_controller_moves_mask_towards_target_and_proximal_shrinks():
 def test_budget_ramp_lowers_the_controller_target_from_one_to_the_budget():
     _, _, opt = _run(total=100, target=0.3, budget_ramp=0.5)
     s = opt.schedule
-    shares = [opt._share_target(t) for t in range(s.start, s.end)]
+    shares = [opt.share_target_at(t) for t in range(s.start, s.end)]
     half = (s.end - s.start) // 2
     assert shares[0] > 0.95 and shares[half - 1] == pytest.approx(opt.share_target)
     assert all(a > b for a, b in zip(shares[: half - 1], shares[1:half]))
     assert set(shares[half:]) == {opt.share_target}
     _, _, flat = _run(total=100, target=0.3)
-    assert {flat._share_target(t) for t in range(s.start, s.end)} == {flat.share_target}
+    assert {flat.share_target_at(t) for t in range(s.start, s.end)} == {flat.share_target}
     with pytest.raises(ValueError, match="budget_ramp"):
         _run(budget_ramp=1.5)
 

@@ -83,7 +83,8 @@ def test_fused_reductions_match_brute_force():
     params = [p.detach() for p in model.parameters()]
     dirs = {i: torch.randn(p.shape, generator=g) for i, p in enumerate(params)}
     with torch.no_grad():
-        sq, dsq, dot = opt._reductions(dirs, with_dsq=True)
+        stats = opt.zig_stats(dirs)
+    sq, dsq, dot = stats.sq_norm, stats.dir_sq_norm, -stats.dot
     v = opt.view
     for z in range(space.num_zigs):
         onehot = torch.zeros(space.num_zigs, dtype=torch.float64)

@@ -52,6 +52,8 @@ class ATO(ZigOptimizer):
     """
 
     needs_loss_fn = True
+    target_kinds = ("flops", "params")  # a share to keep: the resource loss is a cost share
+    max_pruning_periods = 1  # one controller phase
 
     def __init__(
         self,
@@ -73,8 +75,6 @@ class ATO(ZigOptimizer):
     ) -> None:
         if loss_fn is None or not callable(loss_fn):
             raise ValueError("ATO needs loss_fn: a callable returning the held-out loss")
-        if common.get("target_group_sparsity") is not None:
-            raise ValueError("ATO takes target_flops or target_params (a share to keep)")
         _default_schedule(common)
         super().__init__(space, lr, **common)
         if controller_every is not None and controller_every < 1:
@@ -110,7 +110,7 @@ class ATO(ZigOptimizer):
         self.kept_at_freeze = float("nan")  # the controller's own mask, before the correction
 
     # ----- the controller ----------------------------------------------------------------
-    def _share_target(self, t: int) -> float:
+    def share_target_at(self, t: int) -> float:
         """The controller's target share at step ``t``: 1 at the start of the phase, down to the
         budget linearly over its first ``budget_ramp`` share."""
         s = self.schedule
@@ -132,7 +132,7 @@ class ATO(ZigOptimizer):
                 task = self.applier.run(st, self.loss_fn)
                 share, _ = kept_share(self.space, self.target.kind, st)
                 res = resource_loss(
-                    share, self._share_target(t), self.resource_weight, self.resource_margin
+                    share, self.share_target_at(t), self.resource_weight, self.resource_margin
                 )
                 loss = task.to(res.device, res.dtype) + res
                 self.ctl_opt.zero_grad()
@@ -278,5 +278,5 @@ def _default_schedule(common: dict[str, Any]) -> None:
         common["pruning_steps"] = max(1, total // 2 - common["start_pruning_step"])
     if common.get("pruning_periods") is None:
         common["pruning_periods"] = 1
-    if common["pruning_periods"] != 1:
+    if common["pruning_periods"] != ATO.max_pruning_periods:
         raise ValueError("ATO has one controller phase: pruning_periods must be 1")

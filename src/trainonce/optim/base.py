@@ -54,8 +54,10 @@ class ZigOptimizer(Optimizer):
     arguments and passes the common ones on (``def __init__(self, space, lr=0.1, *, mine=...,
     **common)``), calls ``super().__init__`` first and then sets its own state: one phase, no
     second initialiser. Class attributes: ``needs_loss_fn = True`` when it needs a held-out
-    loss (the CLI then passes ``loss_fn``). `step` on step ``t`` (the count of taken steps; a
-    skipped step runs none of this) calls the hooks in this order:
+    loss (the CLI then passes ``loss_fn``); ``target_kinds`` when it takes only some targets;
+    ``max_pruning_periods`` when its pruning phase has at most that many periods. `step` on
+    step ``t`` (the count of taken steps; a skipped step runs none of this) calls the hooks
+    in this order:
 
     1. ``_needs_directions(t)``: whether this step's update directions are wanted. If not,
        every parameter takes its variant step at once and only 4. follows.
@@ -77,6 +79,9 @@ class ZigOptimizer(Optimizer):
     """
 
     needs_loss_fn: ClassVar[bool] = False
+    # the target kinds it takes ("group_sparsity", "flops", "params"); others are refused
+    target_kinds: ClassVar[tuple[str, ...]] = ("group_sparsity", "flops", "params")
+    max_pruning_periods: ClassVar[int | None] = None  # None: as many as pruning_steps
 
     def __init__(
         self,
@@ -114,6 +119,9 @@ class ZigOptimizer(Optimizer):
         self.space = space
         self.variant = variant
         self.target = Target.from_args(target_group_sparsity, target_flops, target_params)
+        if self.target.kind not in self.target_kinds:
+            takes = " or ".join(f"target_{k}" for k in self.target_kinds)
+            raise ValueError(f"{type(self).__name__} takes {takes}, not target_{self.target.kind}")
         self.schedule = Schedule.from_args(
             total_steps, start_pruning_step, pruning_steps, pruning_periods
         )
@@ -272,8 +280,9 @@ class ZigOptimizer(Optimizer):
             else torch.device("cpu")
         )
 
-    def _stats(self, dirs: dict[int, torch.Tensor]) -> ZigStats:
-        """Per-ZIG stats of the weights and the search direction ``-d``."""
+    def zig_stats(self, dirs: dict[int, torch.Tensor]) -> ZigStats:
+        """Per-ZIG stats (CPU) of the weights and the search direction ``-d``, over the
+        parameters in ``dirs`` (index -> direction ``d``, as `_before_update` sees them)."""
         sq, dsq, dot = self._reductions(dirs, with_dsq=True)
         return ZigStats(
             sq_norm=sq.cpu(), dir_sq_norm=dsq.cpu(), dot=-dot.cpu(), numel=self.view.numel

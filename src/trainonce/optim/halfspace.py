@@ -122,17 +122,27 @@ class HalfSpaceOptimizer(ZigOptimizer):
         # last measured penalty coefficient per ZIG (lambda_g / ||x_g||, 0 where unpenalised)
         self._coef = torch.zeros(self.space.num_zigs, dtype=torch.float64)
 
-    def _stats_step(self, t: int) -> bool:
+    def is_stats_step(self, t: int) -> bool:
+        """Whether step ``t`` measures the statistics (see the class docstring)."""
         s = self.schedule
         if not s.start <= t < s.end:
             return False
         return s.position(t)[1] % self.stats_every == 0 or t == s.end - 1
 
     def _needs_directions(self, t: int) -> bool:
-        return self._stats_step(t)
+        return self.is_stats_step(t)
 
     def _penalised(self) -> torch.Tensor:
+        """The ZIGs penalised now (bool, CPU)."""
         raise NotImplementedError
+
+    def penalty_coefficients(self, t: int) -> torch.Tensor:
+        """Per-ZIG coefficient ``c_g`` (float64, CPU) the steps between statistics steps apply
+        at step ``t``: the last measured ``lambda_g / ||x_g||``, at least ``_floor_coef(t)``,
+        0 for the ZIGs not penalised now; such a step scales every penalised slice by
+        ``max(1 - lr * c, 1/2)`` per ZIG dim after the variant step."""
+        coef = self._coef.detach().double().cpu().clamp(min=self._floor_coef(t))
+        return torch.where(self._penalised(), coef, torch.zeros_like(coef))
 
     def _floor_coef(self, t: int) -> float:
         """A lower bound on every penalised ZIG's coefficient at step ``t`` (none: 0)."""
@@ -142,7 +152,7 @@ class HalfSpaceOptimizer(ZigOptimizer):
         """G_p for the full target: the least salient ZIGs, channels under `spread_guard`
         (a structure is a size-1 group: it may go whole, as far as validity allows)."""
         alive = self.prunable & ~self.zero
-        score = self._selection_score(self._stats(dirs))
+        score = self._selection_score(self.zig_stats(dirs))
         keep = SPREAD * uniform_keep(self.target)
         guarded = alive if self.pool.structures is None else alive & ~self.pool.structures
         score = spread_guard(score, guarded, self.pool.gid, self.prunable, keep)
@@ -174,7 +184,7 @@ class HalfSpaceOptimizer(ZigOptimizer):
 
     @torch.no_grad()
     def _before_update(self, t: int, dirs: dict[int, torch.Tensor]) -> None:
-        if not self._stats_step(t):  # a subclass may collect directions on other steps too
+        if not self.is_stats_step(t):  # a subclass may collect directions on other steps too
             return
         if self.schedule.position(t)[1] == 0:
             self.gp = self._choose_gp(dirs)
