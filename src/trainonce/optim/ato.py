@@ -43,6 +43,8 @@ class ATO(ZigOptimizer):
     held (moments too) for the rest of training. ``metrics()["controller_kept_at_freeze"]`` is
     the controller's own kept share before that correction; a warning says when the correction
     had to remove more than a third of it (the controller lagged behind the budget).
+    ``metrics()["mask_flips"]`` counts the mask's changes since the start of training (reading
+    it changes nothing; a logger wanting a rate takes differences).
 
     ``target_flops`` or ``target_params`` (share to KEEP) is required. Under DDP the mask is
     rank 0's (``sync_masks``). Other arguments: ``gate_bias`` (b = 3), ``tau`` (0.4),
@@ -105,7 +107,7 @@ class ATO(ZigOptimizer):
         self.share_target = (self.target.value - fixed) / (1.0 - fixed)
         self.mask = torch.ones(space.num_zigs, dtype=torch.bool)  # noise-free mask (CPU)
         self.controller_loss = float("nan")
-        self.flips = 0
+        self.flips = 0  # changes of the mask since step 0 (cumulative: reading it resets nothing)
         self._frozen = False
         self.kept_at_freeze = float("nan")  # the controller's own mask, before the correction
 
@@ -241,7 +243,6 @@ class ATO(ZigOptimizer):
         out["hard_flops_kept"] = self.space.flops(self.mask) / dense
         out["mask_flips"] = self.flips
         out["controller_kept_at_freeze"] = self.kept_at_freeze
-        self.flips = 0
         return out
 
     def _extra_state(self) -> dict[str, Any]:
