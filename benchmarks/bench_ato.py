@@ -16,7 +16,7 @@ from bench_optim_quality import acc, fmt, latency_ratio, load, train_tp
 
 import trainonce
 from trainonce.optim import ATO, HESSO, HESSOCRIC, HSPG
-from trainonce.testing import fit, minibatches, steps_per_epoch
+from trainonce.testing import fit, minibatches, minibatches_per_epoch
 from trainonce.zoo.resnet import ResNet8
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -69,7 +69,7 @@ def train(data, held, name: str | None, kw: dict, keep: float, seed: int, epochs
         t0 = time.perf_counter()
         slim, kept = train_tp(data, keep, seed, epochs, 16)
         return slim, kept, time.perf_counter() - t0
-    total = epochs * steps_per_epoch(len(ytr), BS)
+    total = epochs * minibatches_per_epoch(len(ytr), BS)
     model, space, opt = build(data, held, name, kw, keep, seed, total)
     t0 = time.perf_counter()
     fit(model, opt, xtr, ytr, epochs, seed=seed, batch_size=BS)
@@ -87,7 +87,7 @@ def overhead(data, held, kw: dict, keep: float, epochs: int, window: int = 120) 
     """ATO vs HESSO training-step time (forward, backward, step), interleaved step by step on
     identical models over the first ``window`` steps of ATO's controller phase."""
     xtr, ytr = data[0], data[1]
-    total = epochs * steps_per_epoch(len(ytr), BS)
+    total = epochs * minibatches_per_epoch(len(ytr), BS)
     runs = [build(data, held, n, k, keep, 0, total) for n, k in (("ATO", kw), ("HESSO", {}))]
     ato = runs[0][2]
     ctl = [0.0, 0]

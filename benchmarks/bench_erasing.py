@@ -16,7 +16,7 @@ from torch.utils.benchmark import Timer
 
 import trainonce
 from trainonce.subnet.interface import SlimProgram
-from trainonce.testing import fit, steps_per_epoch
+from trainonce.testing import fit, minibatches_per_epoch
 from trainonce.zoo.supernet import DeepResNet, PooledSuperNet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,7 +41,7 @@ def train(make, data, mode: str | None, method: str, keep: float, seed: int, epo
     xtr, ytr = data[0], data[1]
     torch.manual_seed(seed)
     model = make()
-    total = epochs * steps_per_epoch(len(ytr), BATCH)
+    total = epochs * minibatches_per_epoch(len(ytr), BATCH)
     space = None
     if mode is None:
         opt = torch.optim.SGD(model.parameters(), **RECIPE)

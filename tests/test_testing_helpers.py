@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainonce.testing import fit, minibatches, steps_per_epoch
+from trainonce.testing import fit, minibatches, minibatches_per_epoch
 
 
 def test_minibatches_cover_every_sample_once_per_epoch_reshuffled():
     batches = list(minibatches(10, 2, seed=3, batch_size=4))
-    assert [len(b) for b in batches] == [4, 4, 2] * 2 and steps_per_epoch(10, 4) == 3
+    assert [len(b) for b in batches] == [4, 4, 2] * 2 and minibatches_per_epoch(10, 4) == 3
     first, second = torch.cat(batches[:3]), torch.cat(batches[3:])
     assert sorted(first.tolist()) == sorted(second.tolist()) == list(range(10))
     assert not torch.equal(first, second)

@@ -48,15 +48,15 @@ def save_pretrained(slim: nn.Module, path: str | os.PathLike) -> Path:
     if recipe.kind != "eager":
         raise ValueError("this slim model is a traced program, not the Hugging Face class: "
                          "save it with trainonce.save")
-    from .io import _safetensors, _sha256
+    from .io import file_sha256, safetensors_module
 
     full = _full_config(config)
     target = Path(os.path.realpath(path))
     if target.exists() and not target.is_dir():
         raise ValueError(f"{target} is a file: save_pretrained() writes a directory")
     with atomic_dir(target) as tmp:  # config and weights replace a previous save together
-        _safetensors().save_model(slim, str(tmp / WEIGHTS), metadata={"format": "pt"})
-        signed = replace(recipe, weights_sha256=_sha256(tmp / WEIGHTS))
+        safetensors_module().save_model(slim, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        signed = replace(recipe, weights_sha256=file_sha256(tmp / WEIGHTS))
         setattr(full, FIELD, {"load_with": LOAD_WITH, "layer_sizes": layer_sizes(recipe),
                               "recipe": json.loads(signed.to_json())})
         full.save_pretrained(str(tmp))
@@ -79,10 +79,10 @@ def from_pretrained(path: str | os.PathLike, model_class: type[nn.Module] | None
         raise ValueError(f"{path} was not written by trainonce.hf.save_pretrained (its config "
                          f"has no '{FIELD}' field): load it with transformers")
     recipe = Recipe.from_json(json.dumps(cut["recipe"]))
-    from .io import _safetensors, _sha256
+    from .io import file_sha256, safetensors_module
 
     weights = path / WEIGHTS
-    if not weights.is_file() or _sha256(weights) != recipe.weights_sha256:
+    if not weights.is_file() or file_sha256(weights) != recipe.weights_sha256:
         raise ValueError(f"{weights} is missing or not the weights file saved with "
                          f"{path / 'config.json'}: save the model again")
     delattr(config, FIELD)
@@ -90,7 +90,7 @@ def from_pretrained(path: str | os.PathLike, model_class: type[nn.Module] | None
     slim = rebuild(recipe, cls(config))
 
     try:
-        _safetensors().load_model(slim, str(weights), strict=True)
+        safetensors_module().load_model(slim, str(weights), strict=True)
     except (OSError, RuntimeError) as exc:
         raise ValueError(f"the weights in {path / WEIGHTS} do not fit the slim model "
                          f"({exc})") from exc

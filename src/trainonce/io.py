@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 
 from torch import nn
 
@@ -18,7 +19,9 @@ WEIGHTS = "model.safetensors"
 RECIPE = "recipe.json"
 
 
-def _safetensors():
+def safetensors_module() -> ModuleType:
+    """``safetensors.torch``, imported on first use (an optional dependency: the error names the
+    extra to install). Shared by `save`/`load` here and the Hugging Face ones in `trainonce.hf`."""
     try:
         import safetensors.torch as st
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -26,7 +29,8 @@ def _safetensors():
     return st
 
 
-def _sha256(file: Path) -> str:
+def file_sha256(file: Path) -> str:
+    """Hex SHA-256 of ``file``, read in 1 MiB blocks (the ``weights_sha256`` of a recipe)."""
     h = hashlib.sha256()
     with open(file, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -42,13 +46,13 @@ def save(slim: nn.Module, path: str | os.PathLike) -> Path:
     recipe = getattr(slim, "trainonce_recipe", None)
     if not isinstance(recipe, Recipe):
         raise ValueError("save() takes a model returned by trainonce.construct_subnet")
-    st = _safetensors()
+    st = safetensors_module()
     path = Path(path)
     target = Path(os.path.realpath(path))
     _check_target(target)
     with atomic_dir(target) as tmp:  # weights and recipe replace a previous save together
         st.save_model(slim, str(tmp / WEIGHTS))
-        signed = replace(recipe, weights_sha256=_sha256(tmp / WEIGHTS))
+        signed = replace(recipe, weights_sha256=file_sha256(tmp / WEIGHTS))
         (tmp / RECIPE).write_text(signed.to_json())
     return path
 
@@ -73,7 +77,7 @@ def load(path: str | os.PathLike, model_factory: Callable[[], nn.Module]) -> nn.
     weights = path / WEIGHTS
     if recipe.weights_sha256 is not None:  # version 1 recipes carry no hash
         try:
-            digest = _sha256(weights)
+            digest = file_sha256(weights)
         except OSError as exc:
             raise ValueError(f"{path} holds a recipe but no readable weights ({exc})") from exc
         if digest != recipe.weights_sha256:
@@ -83,7 +87,7 @@ def load(path: str | os.PathLike, model_factory: Callable[[], nn.Module]) -> nn.
                 "or replaced since; save the model again")
     slim = rebuild(recipe, model_factory())
     try:
-        _safetensors().load_model(slim, str(weights), strict=True)
+        safetensors_module().load_model(slim, str(weights), strict=True)
     except (OSError, RuntimeError) as exc:
         raise ValueError(f"the weights in {weights} do not fit the slim model ({exc}): "
                          "model_factory must build the configuration that was saved") from exc

@@ -22,7 +22,9 @@ def minibatches(n: int, epochs: int, seed: int = 0, batch_size: int = 64) -> Ite
             yield perm[k : k + batch_size]
 
 
-def steps_per_epoch(n: int, batch_size: int = 64) -> int:
+def minibatches_per_epoch(n: int, batch_size: int = 64) -> int:
+    """How many batches `minibatches` yields per epoch: ``ceil(n / batch_size)``, the short last
+    one included (the CLI's loop drops it: `trainonce.cli.train.full_batches_per_epoch`)."""
     return (n + batch_size - 1) // batch_size
 
 
@@ -39,7 +41,7 @@ def fit(
 ) -> nn.Module:
     """Trains ``model`` in train mode on ``(x, y)`` with ``opt`` under a cosine learning rate
     over the whole run; returns it in eval mode."""
-    total = epochs * steps_per_epoch(len(y), batch_size)
+    total = epochs * minibatches_per_epoch(len(y), batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
     model.train()
     for idx in minibatches(len(y), epochs, seed, batch_size):

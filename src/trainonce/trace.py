@@ -103,7 +103,7 @@ def _decode(node: Any, leaves: list) -> Any:
     return cls(kids)
 
 
-class _TensorOutputs(nn.Module):
+class TensorOutputs(nn.Module):
     """Wraps a model so its output is a flat tuple of tensors (what `torch.export` needs)."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -133,7 +133,7 @@ class Traced:
         return self.program.graph
 
 
-MODEL_PREFIX = "model."  # the user model inside `_TensorOutputs`, as named in the program
+MODEL_PREFIX = "model."  # the user model inside `TensorOutputs`, as named in the program
 
 
 def _canonical_names(model: nn.Module) -> tuple[dict[int, str], dict[int, str]]:
@@ -196,7 +196,7 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_batch: bool = False)
     with pristine(model):  # the forward may cache traced tensors on the model: none stay
         model.eval()
         try:
-            program = torch.export.export(_TensorOutputs(model), args, kwargs,
+            program = torch.export.export(TensorOutputs(model), args, kwargs,
                                           dynamic_shapes=shapes, strict=False)
         except Exception as exc:  # noqa: BLE001 - re-raised with a diagnosis
             raise TraceError(_diagnose(exc)) from exc

@@ -72,7 +72,7 @@ def flops_terms(model: nn.Module, space: SearchSpace, example: torch.Tensor) -> 
         unit = out_numel[name] * (w[0, 0].numel() if w.dim() > 2 else 1)
         dims = slices[f"{name}.weight"].dims if f"{name}.weight" in slices else {}
         vecs = [dims.get(d, torch.full((w.shape[d],), -1, dtype=torch.long)) for d in (0, 1)]
-        terms.append(CostTerm.from_vectors("flops", unit, vecs, name))
+        terms.append(CostTerm.from_vectors("flops", unit, vecs))
     return terms
 
 

@@ -7,9 +7,28 @@ from __future__ import annotations
 import torch
 from handspace import SmallCNN, smallcnn_space
 
-from trainonce.optim import DHSPG, H2SPG, HESSO, HESSOCRIC, HSPG
+from trainonce.optim import OPTIMIZERS as REGISTRY
 
-OPTIMIZERS = [HESSO, HESSOCRIC, DHSPG, HSPG, H2SPG]
+# Every registered optimizer (ATO and any registered later): the contract tests iterate these.
+OPTIMIZERS = list(REGISTRY.values())
+
+
+def name(cls) -> str:
+    """A test id: the class name."""
+    return cls.__name__
+
+
+def target_kw(cls, sparsity: float = 0.4, flops: float = 0.5) -> dict:
+    """A group-sparsity target where ``cls`` takes one, else a FLOPs target (its
+    ``target_kinds`` say which; ATO keeps a share of the FLOPs/params only)."""
+    if "group_sparsity" in cls.target_kinds:
+        return {"target_group_sparsity": sparsity}
+    return {"target_flops": flops}
+
+
+def periods(cls, n: int) -> int:
+    """``n`` pruning periods, or as many as ``cls`` has (ATO: its one controller phase)."""
+    return n if cls.max_pruning_periods is None else min(n, cls.max_pruning_periods)
 
 
 def toy_batch(step: int, n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -22,11 +41,12 @@ def toy_batch(step: int, n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def make_run(cls, seed: int = 0, widths=(8, 8, 16), **kw):
-    """A fresh (model, space, optimizer) triple; HESSOCRIC gets a loss_fn on a fixed batch."""
+    """A fresh (model, space, optimizer) triple; an optimizer that ``needs_loss_fn`` gets one on
+    a fixed held-out batch."""
     torch.manual_seed(seed)
     model = SmallCNN(widths)
     space = smallcnn_space(model)
-    if cls is HESSOCRIC:
+    if cls.needs_loss_fn:
         xb, yb = toy_batch(-1, 64)
         kw.setdefault("loss_fn", lambda: torch.nn.functional.cross_entropy(model(xb), yb))
     opt = cls(space, **kw)

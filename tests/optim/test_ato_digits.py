@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import trainonce
 from trainonce.data import load_data
 from trainonce.optim import ATO
-from trainonce.testing import fit, steps_per_epoch
+from trainonce.testing import fit, minibatches_per_epoch
 from trainonce.zoo.resnet import ResNet8
 
 pytest.importorskip("sklearn")
@@ -32,7 +32,7 @@ def train(prune: bool, data, seed: int = 0, epochs: int = 10, target: float = 0.
     torch.manual_seed(seed)
     model = ResNet8(num_classes=10, in_channels=xtr.shape[1])
     bs = 64
-    total = epochs * steps_per_epoch(len(ytr), bs)
+    total = epochs * minibatches_per_epoch(len(ytr), bs)
     hp = dict(lr=0.1, momentum=0.9, weight_decay=5e-4)
     space = None
     if prune:

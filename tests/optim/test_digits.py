@@ -12,7 +12,7 @@ from torch import nn
 
 import trainonce
 from trainonce.optim import HESSO
-from trainonce.testing import fit, steps_per_epoch
+from trainonce.testing import fit, minibatches_per_epoch
 
 sklearn = pytest.importorskip("sklearn")
 
@@ -34,7 +34,7 @@ def _train(prune: bool, data, seed: int = 0, epochs: int = 15):
     model = SmallCNN((32, 32, 64))
     space = trainonce.analyze(model, xtr[:1]) if prune else None
     bs = 64
-    total = epochs * steps_per_epoch(len(ytr), bs)
+    total = epochs * minibatches_per_epoch(len(ytr), bs)
     hp = dict(lr=0.1, momentum=0.9, weight_decay=5e-4)
     if prune:
         opt = HESSO(space, target_flops=0.5, total_steps=total, **hp)

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from erasing_models import SuperNet
 
 import trainonce
-from trainonce.optim import ATO, DHSPG, H2SPG, HESSO, HESSOCRIC, HSPG
+from trainonce.optim import H2SPG, HSPG, OPTIMIZERS
 
-CLASSES = [HESSO, HESSOCRIC, DHSPG, HSPG, H2SPG, ATO]
+CLASSES = list(OPTIMIZERS.values())  # every registered optimizer
 
 
 def batch(step: int, n: int = 16):
@@ -38,7 +38,7 @@ def run(cls, mode: str, steps: int = 30, stop: int | None = None, seed: int = 0,
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        start = opt._step
+        start = opt.steps_taken
     for t in range(start, steps if stop is None else stop):
         x, y = batch(t + 1)
         opt.zero_grad()

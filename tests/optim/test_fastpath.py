@@ -9,7 +9,7 @@ import torch
 from runs import make_run, train_steps
 
 from trainonce.optim import DHSPG, HESSO
-from trainonce.optim.zigview import Axis, ext
+from trainonce.optim.zigview import DimMatrix, ext
 
 CONFIGS = [
     ("sgd", dict(lr=0.05, momentum=0.9, weight_decay=1e-3)),
@@ -83,7 +83,8 @@ def test_fused_reductions_match_brute_force():
     params = [p.detach() for p in model.parameters()]
     dirs = {i: torch.randn(p.shape, generator=g) for i, p in enumerate(params)}
     with torch.no_grad():
-        sq, dsq, dot = opt._reductions(dirs, with_dsq=True)
+        stats = opt.zig_stats(dirs)
+    sq, dsq, dot = stats.sq_norm, stats.dir_sq_norm, -stats.dot
     v = opt.view
     for z in range(space.num_zigs):
         onehot = torch.zeros(space.num_zigs, dtype=torch.float64)
@@ -116,7 +117,7 @@ def test_two_pass_momentum_matches_torch_order(with_hold):
     hold = None
     if with_hold:
         keep = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
-        hold = Factors(ps[0].shape, [(Axis.of(ps[0].shape, 0), keep)])
+        hold = Factors(ps[0].shape, [(DimMatrix.of(ps[0].shape, 0), keep)])
         for p in ps:
             hold.mul_(p.data)
     states = [{"momentum_buffer": hold.mul(ps[0].grad) if hold else ps[0].grad.clone()}]

@@ -9,7 +9,7 @@ import warnings
 import pytest
 import torch
 from handspace import SmallCNN
-from runs import OPTIMIZERS, make_run, toy_batch, train_steps
+from runs import OPTIMIZERS, make_run, name, periods, target_kw, toy_batch, train_steps
 
 import trainonce
 from trainonce.optim import HESSO
@@ -86,11 +86,15 @@ def _nan_step(model, opt, t, value=float("nan")):
     return opt.step(lambda: torch.tensor(1.5))
 
 
-@pytest.mark.parametrize("cls", OPTIMIZERS)
+def _sched(cls) -> dict:
+    return {**SCHED, "pruning_periods": periods(cls, SCHED["pruning_periods"])}
+
+
+@pytest.mark.parametrize("cls", OPTIMIZERS, ids=name)
 @pytest.mark.parametrize("variant,lr", [("sgd", 0.05), ("adam", 0.01)])
 def test_non_finite_gradient_skips_the_step(cls, variant, lr):
     model, space, opt = make_run(
-        cls, lr=lr, variant=variant, weight_decay=1e-3, target_group_sparsity=0.4, **SCHED
+        cls, lr=lr, variant=variant, weight_decay=1e-3, **target_kw(cls), **_sched(cls)
     )
     train_steps(model, opt, 0, 18, leak=1e-3)  # zero groups exist, pruning over
     before = opt.metrics()
@@ -117,10 +121,10 @@ def test_non_finite_gradient_skips_the_step(cls, variant, lr):
     assert opt.metrics()["skipped_steps"] == 2
 
 
-@pytest.mark.parametrize("cls", OPTIMIZERS)
+@pytest.mark.parametrize("cls", OPTIMIZERS, ids=name)
 def test_skipped_step_mid_period_is_a_no_op(cls):
     """A skip inside a pruning period: the run then equals one without it, bit for bit."""
-    kw = dict(lr=0.05, weight_decay=1e-3, target_flops=0.5, **SCHED)
+    kw = dict(lr=0.05, weight_decay=1e-3, target_flops=0.5, **_sched(cls))
     model, _, opt = make_run(cls, **kw)
     train_steps(model, opt, 0, 24)
     ref = {k: v.clone() for k, v in model.state_dict().items()}
@@ -155,7 +159,7 @@ def test_metrics_report_the_weights_not_the_intent():
     i = opt.view.with_zigs[0]
     while not opt.view.touches(i, ext(one, False)):
         i += 1
-    p = opt._params[i]
+    p = opt.params[i]
     with torch.no_grad():
         p.masked_fill_(opt.view.multiplier(i, p, ext((~one).double(), 1.0)) == 0, float("nan"))
     m = opt.metrics()

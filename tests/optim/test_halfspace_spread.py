@@ -10,7 +10,7 @@ from torch import nn
 import trainonce
 from trainonce.optim import DHSPG, HSPG
 from trainonce.optim.halfspace import spread_guard
-from trainonce.testing import fit, steps_per_epoch
+from trainonce.testing import fit, minibatches_per_epoch
 
 sklearn = pytest.importorskip("sklearn")
 
@@ -51,7 +51,7 @@ def test_group_sparsity_keeps_every_layer(cls):
     model = PlainCNN()
     space = trainonce.analyze(model, xtr[:1])
     epochs, bs = 8, 64
-    spe = steps_per_epoch(len(ytr), bs)
+    spe = minibatches_per_epoch(len(ytr), bs)
     opt = cls(
         space,
         lr=0.05,

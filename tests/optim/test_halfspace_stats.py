@@ -26,15 +26,14 @@ def test_step_between_statistics_is_variant_step_then_shrink(cls):
     for t in range(6):  # step 4 is a statistics step, 5 and 6 are not
         _grads(model, t)
         opt.step()
-    assert opt._stats_step(4) and not opt._stats_step(6)
+    assert opt.is_stats_step(4) and not opt.is_stats_step(6)
     _grads(model, 6)
-    before = [p.detach().clone() for p in opt._params]
-    bufs = [opt.state[p]["momentum_buffer"].clone() for p in opt._params]
-    coef = opt._coef.clone().clamp(min=opt._floor_coef(6))
-    coef = torch.where(opt._penalised(), coef, torch.zeros_like(coef))
+    before = [p.detach().clone() for p in opt.params]
+    bufs = [opt.state[p]["momentum_buffer"].clone() for p in opt.params]
+    coef = opt.penalty_coefficients(6)
     factor_ext = ext((1 - hp["lr"] * coef).clamp(min=0.5), 1.0)
     opt.step()
-    for i, p in enumerate(opt._params):
+    for i, p in enumerate(opt.params):
         buf = p.grad + hp["momentum"] * bufs[i] + hp["weight_decay"] * before[i]
         want = before[i] - hp["lr"] * buf
         if opt.view.entries[i]:

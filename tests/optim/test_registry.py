@@ -39,6 +39,17 @@ def _space():
     return model, smallcnn_space(model)
 
 
+def test_target_kinds_are_declared_and_enforced():
+    """What an optimizer takes is said by its class (the contract tests read it)."""
+    _, space = _space()
+    assert ATO.target_kinds == ("flops", "params") and ATO.max_pruning_periods == 1
+    assert all(c.target_kinds == ZigOptimizer.target_kinds for c in (HESSO, DHSPG, HSPG, H2SPG))
+    with pytest.raises(ValueError, match="Probe takes target_flops, not target_group_sparsity"):
+        type("Probe", (HESSO,), {"target_kinds": ("flops",)})(
+            space, target_group_sparsity=0.5, total_steps=10
+        )
+
+
 def test_cli_names_map_to_classes():
     assert OPTIMIZERS == {
         "hesso": HESSO, "hesso-cric": HESSOCRIC, "dhspg": DHSPG, "hspg": HSPG, "ato": ATO,
@@ -121,3 +132,16 @@ def test_optimizer_selects_from_its_pool():
         assert int(opt.zero.sum()) == round(0.5 * space.num_prunable_zigs)
         zeros.append(int(opt.zero[res].sum()))
     assert zeros[0] > 0 and zeros[1] == 0
+
+
+@pytest.mark.parametrize("cls", list(OPTIMIZERS.values()), ids=lambda c: c.__name__)
+def test_add_param_group_is_refused_at_once(cls):
+    """One param group, fixed when built: refused at the call, not at the next step."""
+    model, _, opt = make_run(cls, lr=0.05, target_flops=0.5, total_steps=10)
+    extra = torch.nn.Parameter(torch.zeros(3))
+    with pytest.raises(RuntimeError, match="one param group.*second torch optimizer"):
+        opt.add_param_group({"params": [extra]})
+    assert len(opt.param_groups) == 1
+    assert [id(p) for p in opt.param_groups[0]["params"]] == [id(p) for p in opt.params]
+    train_steps(model, opt, 0, 2)  # the optimizer is unharmed
+    assert opt.steps_taken == 2

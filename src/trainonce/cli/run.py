@@ -250,7 +250,7 @@ def _build(cfg: RunConfig, device: torch.device) -> _Job:
 
     from ..data import load_data
     from ..zoo import build_model
-    from .train import make_scheduler, steps_per_epoch
+    from .train import full_batches_per_epoch, make_scheduler
 
     bundle = load_data(cfg.data)
     held = None
@@ -269,7 +269,7 @@ def _build(cfg: RunConfig, device: torch.device) -> _Job:
     example = adapt(bundle.train[0][0].unsqueeze(0))
     model.eval()
     space = trainonce.analyze(model, (example,), mode=cfg.mode)
-    total = cfg.epochs * steps_per_epoch(len(bundle.train), cfg.batch_size)
+    total = cfg.epochs * full_batches_per_epoch(len(bundle.train), cfg.batch_size)
     model.to(device)
     loss_fn = None
     if held is not None:

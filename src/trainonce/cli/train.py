@@ -31,14 +31,17 @@ class Interrupted(Exception):
         self.path, self.step = path, step
 
 
-def steps_per_epoch(n: int, batch_size: int) -> int:
+def full_batches_per_epoch(n: int, batch_size: int) -> int:
+    """Steps per epoch of ``trainonce run``: the full batches of ``n`` samples (a short last
+    batch is dropped, so every step sees ``batch_size`` samples); one batch of all ``n`` when
+    ``n < batch_size``. Not `trainonce.testing.minibatches_per_epoch`, which keeps it."""
     return max(1, n // batch_size) if n >= batch_size else 1
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
     perm = torch.randperm(n, generator=gen).tolist()
-    k = steps_per_epoch(n, batch_size)
+    k = full_batches_per_epoch(n, batch_size)
     return [perm[i * batch_size : (i + 1) * batch_size] for i in range(k)]
 
 
@@ -179,7 +182,7 @@ def train(
     """Train from ``start_step`` to the end; checkpoint every epoch and on Ctrl-C."""
     history = list(history or [])
     n = len(train_ds)
-    spe = steps_per_epoch(n, batch_size)
+    spe = full_batches_per_epoch(n, batch_size)
     total = epochs * spe
     step = start_step
     bar = _Bar(total, step, progress)

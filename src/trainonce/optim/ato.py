@@ -17,7 +17,7 @@ from .ato_controller import Controller, eval_mask, train_mask
 from .ato_mask import MaskApplier, kept_share, resource_loss
 from .base import ZigOptimizer
 from .checks import user_stacklevel
-from .targets import _cost_model
+from .targets import cost_model
 from .zigview import ext
 
 
@@ -43,6 +43,8 @@ class ATO(ZigOptimizer):
     held (moments too) for the rest of training. ``metrics()["controller_kept_at_freeze"]`` is
     the controller's own kept share before that correction; a warning says when the correction
     had to remove more than a third of it (the controller lagged behind the budget).
+    ``metrics()["mask_flips"]`` counts the mask's changes since the start of training (reading
+    it changes nothing; a logger wanting a rate takes differences).
 
     ``target_flops`` or ``target_params`` (share to KEEP) is required. Under DDP the mask is
     rank 0's (``sync_masks``). Other arguments: ``gate_bias`` (b = 3), ``tau`` (0.4),
@@ -52,6 +54,8 @@ class ATO(ZigOptimizer):
     """
 
     needs_loss_fn = True
+    target_kinds = ("flops", "params")  # a share to keep: the resource loss is a cost share
+    max_pruning_periods = 1  # one controller phase
 
     def __init__(
         self,
@@ -73,8 +77,6 @@ class ATO(ZigOptimizer):
     ) -> None:
         if loss_fn is None or not callable(loss_fn):
             raise ValueError("ATO needs loss_fn: a callable returning the held-out loss")
-        if common.get("target_group_sparsity") is not None:
-            raise ValueError("ATO takes target_flops or target_params (a share to keep)")
         _default_schedule(common)
         super().__init__(space, lr, **common)
         if controller_every is not None and controller_every < 1:
@@ -105,12 +107,12 @@ class ATO(ZigOptimizer):
         self.share_target = (self.target.value - fixed) / (1.0 - fixed)
         self.mask = torch.ones(space.num_zigs, dtype=torch.bool)  # noise-free mask (CPU)
         self.controller_loss = float("nan")
-        self.flips = 0
+        self.flips = 0  # changes of the mask since step 0 (cumulative: reading it resets nothing)
         self._frozen = False
         self.kept_at_freeze = float("nan")  # the controller's own mask, before the correction
 
     # ----- the controller ----------------------------------------------------------------
-    def _share_target(self, t: int) -> float:
+    def share_target_at(self, t: int) -> float:
         """The controller's target share at step ``t``: 1 at the start of the phase, down to the
         budget linearly over its first ``budget_ramp`` share."""
         s = self.schedule
@@ -132,7 +134,7 @@ class ATO(ZigOptimizer):
                 task = self.applier.run(st, self.loss_fn)
                 share, _ = kept_share(self.space, self.target.kind, st)
                 res = resource_loss(
-                    share, self._share_target(t), self.resource_weight, self.resource_margin
+                    share, self.share_target_at(t), self.resource_weight, self.resource_margin
                 )
                 loss = task.to(res.device, res.dtype) + res
                 self.ctl_opt.zero_grad()
@@ -199,7 +201,7 @@ class ATO(ZigOptimizer):
     def _freeze(self) -> None:
         with torch.no_grad():
             logits = self.controller()
-        cost, _, dense = _cost_model(self.space, self.target.kind)
+        cost, _, dense = cost_model(self.space, self.target.kind)
         self.kept_at_freeze = cost(self.mask & ~self.zero.cpu()) / dense
         if self.kept_at_freeze > 1.5 * self.target.value + 0.01:
             warnings.warn(
@@ -241,7 +243,6 @@ class ATO(ZigOptimizer):
         out["hard_flops_kept"] = self.space.flops(self.mask) / dense
         out["mask_flips"] = self.flips
         out["controller_kept_at_freeze"] = self.kept_at_freeze
-        self.flips = 0
         return out
 
     def _extra_state(self) -> dict[str, Any]:
@@ -278,5 +279,5 @@ def _default_schedule(common: dict[str, Any]) -> None:
         common["pruning_steps"] = max(1, total // 2 - common["start_pruning_step"])
     if common.get("pruning_periods") is None:
         common["pruning_periods"] = 1
-    if common["pruning_periods"] != 1:
+    if common["pruning_periods"] != ATO.max_pruning_periods:
         raise ValueError("ATO has one controller phase: pruning_periods must be 1")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from ..space import SearchSpace
-from .targets import Pool, _cost_model, _shortest_prefix
+from .targets import Pool, cost_model, shortest_prefix
 
 
 def fit_budget(
@@ -31,7 +31,7 @@ def fit_budget(
     as it is (up to one ZIG), a mask over it is extended and one under it gives back its least
     confident removals.
     """
-    cost_fn, _, dense = _cost_model(space, kind)
+    cost_fn, _, dense = cost_model(space, kind)
     budget, lower = fraction * dense, (fraction - tol) * dense
     logits = logits.detach().double().cpu()
     already = already.bool().cpu()
@@ -45,7 +45,7 @@ def fit_budget(
         m[order[:n]] = True
         return cost_fn(~m)
 
-    n = _shortest_prefix(cost_of, order.numel(), budget)
+    n = shortest_prefix(cost_of, order.numel(), budget)
     if n is None:
         n = order.numel()  # unreachable here: check_reachable refused such targets
     chosen = already.clone()

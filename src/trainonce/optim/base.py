@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
@@ -47,13 +47,41 @@ class ZigOptimizer(Optimizer):
     about +0.1-0.2x of a torch SGD step); ``check_finite=False`` drops it where something else
     already guards the step (an AMP ``GradScaler`` skips non-finite steps itself).
 
-    Subclasses add only their own arguments (``def __init__(self, space, lr=0.1, *, mine=...,
-    **common)``) and hook into `step` through ``_needs_directions``, ``_before_update`` (sees
-    the update directions ``d``, ``x_new = x - lr * d``) and ``_after_update``. A subclass
-    that needs a held-out loss sets ``needs_loss_fn = True`` (the CLI then passes ``loss_fn``).
+    One param group holds every trainable parameter, fixed at construction: `add_param_group`
+    is refused (a second torch optimizer trains anything else).
+
+    The subclass protocol (written down here only). ``__init__`` takes the subclass's own
+    arguments and passes the common ones on (``def __init__(self, space, lr=0.1, *, mine=...,
+    **common)``), calls ``super().__init__`` first and then sets its own state: one phase, no
+    second initialiser. Class attributes: ``needs_loss_fn = True`` when it needs a held-out
+    loss (the CLI then passes ``loss_fn``); ``target_kinds`` when it takes only some targets;
+    ``max_pruning_periods`` when its pruning phase has at most that many periods. `step` on
+    step ``t`` (the count of taken steps; a skipped step runs none of this) calls the hooks
+    in this order:
+
+    1. ``_needs_directions(t)``: whether this step's update directions are wanted. If not,
+       every parameter takes its variant step at once and only 4. follows.
+    2. The variant direction ``d`` of each parameter with a gradient (``x_new = x - lr * d``,
+       AdamW's decoupled decay aside), with the zero ZIGs' slices held at 0 in the gradient
+       and the state; ``_fast_steps(t)`` allows fewer memory passes (not bitwise torch.optim).
+    3. Collecting steps only: ``_before_update(t, dirs)`` sees ``dirs`` (parameter index ->
+       ``d``, for the parameters with a ZIG slice; the others took their step already), then
+       ``_apply(i, p, d, group)`` takes each one's step (default: decay, ``p -= lr * d``; a
+       subclass may fold a penalty into it).
+    4. ``_after_update(t)``, after every parameter is updated: scaling, proximal steps,
+       fixing ZIGs at zero (`_make_zero`).
+
+    Parameter indices are those of `params` and of `view`. Reporting and state:
+    ``redundant_mask()`` (ZIGs zero or being driven there), ``metrics()`` (extend
+    ``super().metrics()``), ``_extra_state()`` / ``_load_extra_state(extra)`` (the subclass's
+    resumable state, tensors, under ``state_dict()["trainonce"]``). `HalfSpaceOptimizer` adds
+    the hooks of its penalty (see there).
     """
 
     needs_loss_fn: ClassVar[bool] = False
+    # the target kinds it takes ("group_sparsity", "flops", "params"); others are refused
+    target_kinds: ClassVar[tuple[str, ...]] = ("group_sparsity", "flops", "params")
+    max_pruning_periods: ClassVar[int | None] = None  # None: as many as pruning_steps
 
     def __init__(
         self,
@@ -86,10 +114,14 @@ class ZigOptimizer(Optimizer):
             betas=tuple(betas),
             eps=eps,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, defaults)  # calls add_param_group once
+        self._groups_fixed = True
         self.space = space
         self.variant = variant
         self.target = Target.from_args(target_group_sparsity, target_flops, target_params)
+        if self.target.kind not in self.target_kinds:
+            takes = " or ".join(f"target_{k}" for k in self.target_kinds)
+            raise ValueError(f"{type(self).__name__} takes {takes}, not target_{self.target.kind}")
         self.schedule = Schedule.from_args(
             total_steps, start_pruning_step, pruning_steps, pruning_periods
         )
@@ -107,7 +139,30 @@ class ZigOptimizer(Optimizer):
         self._scratch = Scratch()
         self._scratch.reserve(self._params, 3)
 
-    # ----- the step --------------------------------------------------------------------------
+    @property
+    def params(self) -> tuple[torch.Tensor, ...]:
+        """The optimized parameters (every trainable one of ``space.model``), in the order the
+        parameter indices of `view` and of the hooks refer to."""
+        return tuple(self._params)
+
+    @property
+    def steps_taken(self) -> int:
+        """Steps taken so far (skipped ones not counted): the position in the schedule."""
+        return self._step
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's constructor adds the one group through this; afterwards it is refused."""
+        if getattr(self, "_groups_fixed", False):
+            raise RuntimeError(
+                f"{type(self).__name__}.add_param_group: a ZIG optimizer holds one param group, "
+                "every trainable parameter of space.model, fixed when it is built. Change "
+                "hyper-parameters in opt.param_groups[0]; train other parameters with a second "
+                "torch optimizer; after changing the model, analyse it again and build a new "
+                "optimizer."
+            )
+        super().add_param_group(param_group)
+
+    # ----- the step (hooks: see the class docstring) -----------------------------------------
     def _needs_directions(self, t: int) -> bool:
         return False
 
@@ -225,8 +280,9 @@ class ZigOptimizer(Optimizer):
             else torch.device("cpu")
         )
 
-    def _stats(self, dirs: dict[int, torch.Tensor]) -> ZigStats:
-        """Per-ZIG stats of the weights and the search direction ``-d``."""
+    def zig_stats(self, dirs: dict[int, torch.Tensor]) -> ZigStats:
+        """Per-ZIG stats (CPU) of the weights and the search direction ``-d``, over the
+        parameters in ``dirs`` (index -> direction ``d``, as `_before_update` sees them)."""
         sq, dsq, dot = self._reductions(dirs, with_dsq=True)
         return ZigStats(
             sq_norm=sq.cpu(), dir_sq_norm=dsq.cpu(), dot=-dot.cpu(), numel=self.view.numel

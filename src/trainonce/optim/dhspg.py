@@ -46,7 +46,7 @@ class DHSPG(HalfSpaceOptimizer):
         stats_every: int = STATS_EVERY,
         **common: Any,
     ) -> None:
-        super().__init__(space, lr, **common)
+        super().__init__(space, lr, stats_every=stats_every, **common)
         sgd = self.variant == "sgd"
         self.lmbda = lmbda if lmbda is not None else (1e-3 if sgd else 1e-2)
         self.lmbda_amplify = lmbda_amplify if lmbda_amplify is not None else (2.0 if sgd else 20.0)
@@ -58,7 +58,6 @@ class DHSPG(HalfSpaceOptimizer):
         self.epsilon = epsilon
         self.saliency_weights = dict(saliency_weights or DHSPG_DEFAULT_WEIGHTS)
         check_weights(self.saliency_weights)
-        self._init_halfspace(stats_every)
 
     def _penalised(self) -> torch.Tensor:
         return self.gp & ~self.zero

@@ -56,7 +56,7 @@ class H2SPG(DHSPG):
     @torch.no_grad()
     def _before_update(self, t: int, dirs: dict[int, torch.Tensor]) -> None:
         if t < self.schedule.start:  # warm-up: track only, the step stays the plain one
-            self._track(self._stats(dirs))
+            self._track(self.zig_stats(dirs))
             return
         super()._before_update(t, dirs)
 

@@ -5,10 +5,11 @@ penalty lambda_g * x_g/||x_g||, and the half-space projection restricted to G_p.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
+from ..space import SearchSpace
 from .base import ZigOptimizer
 from .rowscale import RowScale
 from .saliency import saliency_scores
@@ -90,6 +91,7 @@ class HalfSpaceOptimizer(ZigOptimizer):
     phase with the full target, so the projection can never exceed the target. At the last
     pruning step the G_p groups not yet projected are set to zero (``forced`` in metrics).
 
+    ``stats_every`` (`STATS_EVERY`) is its own argument, the rest go to `ZigOptimizer`.
     Statistics steps (every ``stats_every``-th step of a period, and the last pruning step)
     measure ``||x_g||^2``, ``<x_g, u_g>`` (and ``||u_g||^2``), take the exact half-space step
     ``x - lr*(u + c*x)`` (``c`` the sum of the penalties ``lambda_g/||x_g||`` of the ZIGs an
@@ -99,11 +101,14 @@ class HalfSpaceOptimizer(ZigOptimizer):
     the step (several passes over every weight), this is one streaming multiply per dim.
     """
 
-    saliency_weights: dict
+    saliency_weights: dict  # set by the subclass's __init__
     epsilon: float
     _needs_dsq = True
 
-    def _init_halfspace(self, stats_every: int) -> None:
+    def __init__(
+        self, space: SearchSpace, lr: float = 0.1, *, stats_every: int = STATS_EVERY, **common: Any
+    ) -> None:
+        super().__init__(space, lr, **common)
         if isinstance(stats_every, bool) or not isinstance(stats_every, int) or stats_every < 1:
             raise ValueError(f"stats_every must be an integer >= 1, got {stats_every!r}")
         self.stats_every = stats_every
@@ -117,17 +122,27 @@ class HalfSpaceOptimizer(ZigOptimizer):
         # last measured penalty coefficient per ZIG (lambda_g / ||x_g||, 0 where unpenalised)
         self._coef = torch.zeros(self.space.num_zigs, dtype=torch.float64)
 
-    def _stats_step(self, t: int) -> bool:
+    def is_stats_step(self, t: int) -> bool:
+        """Whether step ``t`` measures the statistics (see the class docstring)."""
         s = self.schedule
         if not s.start <= t < s.end:
             return False
         return s.position(t)[1] % self.stats_every == 0 or t == s.end - 1
 
     def _needs_directions(self, t: int) -> bool:
-        return self._stats_step(t)
+        return self.is_stats_step(t)
 
     def _penalised(self) -> torch.Tensor:
+        """The ZIGs penalised now (bool, CPU)."""
         raise NotImplementedError
+
+    def penalty_coefficients(self, t: int) -> torch.Tensor:
+        """Per-ZIG coefficient ``c_g`` (float64, CPU) the steps between statistics steps apply
+        at step ``t``: the last measured ``lambda_g / ||x_g||``, at least ``_floor_coef(t)``,
+        0 for the ZIGs not penalised now; such a step scales every penalised slice by
+        ``max(1 - lr * c, 1/2)`` per ZIG dim after the variant step."""
+        coef = self._coef.detach().double().cpu().clamp(min=self._floor_coef(t))
+        return torch.where(self._penalised(), coef, torch.zeros_like(coef))
 
     def _floor_coef(self, t: int) -> float:
         """A lower bound on every penalised ZIG's coefficient at step ``t`` (none: 0)."""
@@ -137,7 +152,7 @@ class HalfSpaceOptimizer(ZigOptimizer):
         """G_p for the full target: the least salient ZIGs, channels under `spread_guard`
         (a structure is a size-1 group: it may go whole, as far as validity allows)."""
         alive = self.prunable & ~self.zero
-        score = self._selection_score(self._stats(dirs))
+        score = self._selection_score(self.zig_stats(dirs))
         keep = SPREAD * uniform_keep(self.target)
         guarded = alive if self.pool.structures is None else alive & ~self.pool.structures
         score = spread_guard(score, guarded, self.pool.gid, self.prunable, keep)
@@ -169,7 +184,7 @@ class HalfSpaceOptimizer(ZigOptimizer):
 
     @torch.no_grad()
     def _before_update(self, t: int, dirs: dict[int, torch.Tensor]) -> None:
-        if not self._stats_step(t):  # a subclass may collect directions on other steps too
+        if not self.is_stats_step(t):  # a subclass may collect directions on other steps too
             return
         if self.schedule.position(t)[1] == 0:
             self.gp = self._choose_gp(dirs)

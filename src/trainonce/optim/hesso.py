@@ -54,7 +54,7 @@ class HESSO(ZigOptimizer):
         return s.start <= t < s.end and s.position(t)[1] == 0
 
     def _score(self, t: int, dirs: dict[int, torch.Tensor]) -> torch.Tensor:
-        stats = self._stats(dirs)
+        stats = self.zig_stats(dirs)
         return saliency_scores(stats, self.saliency_weights, self.prunable & ~self.zero)
 
     def _choose(self, t: int, dirs: dict[int, torch.Tensor], fraction: float) -> torch.Tensor:

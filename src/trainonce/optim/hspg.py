@@ -46,13 +46,12 @@ class HSPG(HalfSpaceOptimizer):
         stats_every: int = STATS_EVERY,
         **common: Any,
     ) -> None:
-        super().__init__(space, lr, **common)
+        super().__init__(space, lr, stats_every=stats_every, **common)
         if not 0.0 <= epsilon < 1.0:
             raise ValueError(f"epsilon must be in [0, 1), got {epsilon}")
         self.lmbda = lmbda
         self.epsilon = epsilon
         self.saliency_weights = {"magnitude": 1.0}
-        self._init_halfspace(stats_every)
         self._warm_scaler: RowScale | None = None
 
     _needs_dsq = False  # constant lambda: ||d_g||^2 is not needed

@@ -29,7 +29,7 @@ class RowScale:
         index, off = [], 0
         for i, ks in dims.items():
             for k in ks:
-                ax = view.axes[i][k]
+                ax = view.matrices[i][k]
                 vec = view.vec(i, k, device)
                 if not ax.rows and ax.trail > 1:
                     vec = vec.repeat_interleave(ax.trail)

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Schedule:
     """Warm-up ``[0, start)``; pruning ``[start, end)`` in ``periods`` periods of ``length``
-    steps; then training continues with the zero ZIGs fixed."""
+    steps; then training continues with the zero ZIGs fixed. ``total`` is the ``total_steps``
+    it was derived from (None when the phases were given): the record of the run length an
+    integration passed (its tests read it)."""
 
     start: int
     periods: int

@@ -205,7 +205,7 @@ def select_count(
     return chosen
 
 
-def _cost_model(space: SearchSpace, kind: str) -> tuple[Callable, torch.Tensor, float]:
+def cost_model(space: SearchSpace, kind: str) -> tuple[Callable, torch.Tensor, float]:
     """(cost of a keep mask, each ZIG's marginal cost, dense cost) for "flops" or "params"."""
     cost_fn = space.flops if kind == "flops" else space.num_params
     marginal = space.zig_flops() if kind == "flops" else space.zig_params()
@@ -227,7 +227,7 @@ def select_cost(
 ) -> torch.Tensor:
     """``already`` plus candidates in order of ``score / relative_cost**COST_EXPONENT`` until
     the kept cost is at most ``fraction`` of the dense cost, as close to it as ``tol`` allows."""
-    cost_fn, marginal, dense = _cost_model(space, kind)
+    cost_fn, marginal, dense = cost_model(space, kind)
     budget = fraction * dense
     chosen = already.clone()
     if cost_fn(~chosen) <= budget:
@@ -242,7 +242,7 @@ def select_cost(
         m[order[:n]] = True
         return cost_fn(~m)
 
-    n = _shortest_prefix(cost_of, order.numel(), budget)
+    n = shortest_prefix(cost_of, order.numel(), budget)
     if n is None:
         warnings.warn(f"{kind} target {fraction:.3f} unreachable; removing all", stacklevel=3)
         n = order.numel()
@@ -271,7 +271,7 @@ def select_cost(
     return chosen
 
 
-def _shortest_prefix(cost_of: Callable[[int], float], hi: int, budget: float) -> int | None:
+def shortest_prefix(cost_of: Callable[[int], float], hi: int, budget: float) -> int | None:
     """Smallest ``n`` in ``[0, hi]`` with ``cost_of(n) <= budget`` (cost falls with ``n``);
     None if even ``cost_of(hi)`` exceeds it."""
     if cost_of(hi) > budget:
@@ -298,7 +298,7 @@ def reachable_bound(space: SearchSpace, kind: str, pool: Pool) -> float:
         n = int(pool.prunable.sum())
         groups = int(torch.unique(pool.gid[channels]).numel())
         return (n - groups - _kept_structures(pool, structures, None)) / n if n else 0.0
-    cost_fn, marginal, dense = _cost_model(space, kind)
+    cost_fn, marginal, dense = cost_model(space, kind)
     last = _protect_last(-marginal.double(), channels, pool.gid)
     keep = ~pool.prunable | last
     gone = _most_structures(pool, structures, marginal)

@@ -3,8 +3,8 @@
 Every ZIG is a "row" gathered across its member slices; reductions are one ``index_add_`` per
 (parameter, dim), scaling is one multiply per (parameter, dim). No loop over ZIGs.
 
-Hot paths see a parameter along ZIG dim ``k`` as a 2-D matrix (`Axis`): ``[n, rest]`` when
-``k`` leads, else ``[lead, n*trail]``, with per-position values repeated over ``trail``. Every
+Hot paths see a parameter along ZIG dim ``k`` as a 2-D matrix (`DimMatrix`): ``[n, rest]``
+when ``k`` leads, else ``[lead, n*trail]``, with per-position values repeated over ``trail``. Every
 multiply and reduction then streams along long contiguous rows: broadcasting an ``[out, in, 1,
 1]`` factor over 3x3 conv taps instead is ~5x slower on CPU.
 """
@@ -23,7 +23,7 @@ from ..space.slots import slot_index, with_slot
 
 
 @dataclass(frozen=True)
-class Axis:
+class DimMatrix:
     """ZIG dim ``dim`` (length ``n``) of a parameter seen as the 2-D matrix ``shape2d``:
     ``[n, trail]`` when ``lead == 1`` (rows are ZIG positions), else ``[lead, n * trail]``."""
 
@@ -33,7 +33,7 @@ class Axis:
     trail: int
 
     @classmethod
-    def of(cls, shape: Sequence[int], dim: int) -> Axis:
+    def of(cls, shape: Sequence[int], dim: int) -> DimMatrix:
         return cls(dim, math.prod(shape[:dim]), shape[dim], math.prod(shape[dim + 1 :]))
 
     @property
@@ -61,16 +61,16 @@ class Axis:
         return col.view(self.n, self.trail).sum(1) if self.trail > 1 else col
 
     def sq_sums(self, t: torch.Tensor) -> torch.Tensor:
-        """Per-position ``||t_pos||^2`` without a temporary; only for ``rows`` axes."""
+        """Per-position ``||t_pos||^2`` without a temporary; only where ``rows``."""
         return torch.linalg.vector_norm(t.view(self.shape2d), dim=1).square_()
 
 
 class Factors:
     """A per-entry multiplier of one parameter: the product of one small factor per ZIG dim,
-    applied as one streaming multiply each (see `Axis`); broadcast factors for tensors that
-    are not contiguous (e.g. channels_last grads)."""
+    applied as one streaming multiply each (see `DimMatrix`); broadcast factors for tensors
+    that are not contiguous (e.g. channels_last grads)."""
 
-    def __init__(self, shape: Sequence[int], parts: Sequence[tuple[Axis, torch.Tensor]]):
+    def __init__(self, shape: Sequence[int], parts: Sequence[tuple[DimMatrix, torch.Tensor]]):
         self._fast = [(ax.shape2d, ax.spread(v)) for ax, v in parts]
         nd = len(shape)
         self._bcast = [v.view([ax.n if d == ax.dim else 1 for d in range(nd)]) for ax, v in parts]
@@ -127,7 +127,9 @@ class ZigView:
                 for dim, vec in [*sorted(ps.dims.items()), *sorted(ps.outer.items())]:
                     dims.append((dim, slot_index(vec, self.num_zigs)))
             self.entries.append(dims)
-        self.axes = [[Axis.of(p.shape, dim) for dim, _ in e] for p, e in zip(params, self.entries)]
+        self.matrices = [
+            [DimMatrix.of(p.shape, dim) for dim, _ in e] for p, e in zip(params, self.entries)
+        ]
         self.with_zigs = [i for i, e in enumerate(self.entries) if e]
         self._dev: dict[tuple[int, int, str], torch.Tensor] = {}
         # number of scalar entries each ZIG owns (for "average magnitude")
@@ -172,7 +174,7 @@ class ZigView:
     ) -> None:
         """``out_ext[z] += ||x_z||^2`` for ``x`` shaped like ``params[i]``; ``tmp`` (x-sized
         scratch) takes ``x*x`` when more than a row norm is needed."""
-        axes = self.axes[i]
+        axes = self.matrices[i]
         if x.is_contiguous() and len(axes) == 1 and axes[0].rows:
             out_ext.index_add_(0, self.vec(i, 0, out_ext.device), axes[0].sq_sums(x).to(out_ext))
         else:
@@ -195,7 +197,7 @@ class ZigView:
 
     def add_sums(self, out_ext: torch.Tensor, i: int, t: torch.Tensor) -> None:
         """``out_ext[z] += `` the sum of ``t`` (contiguous, ``params[i]``'s shape) over ZIG z."""
-        for k, ax in enumerate(self.axes[i]):
+        for k, ax in enumerate(self.matrices[i]):
             out_ext.index_add_(0, self.vec(i, k, out_ext.device), ax.sums(t).to(out_ext))
 
     def add_mixed(
@@ -209,7 +211,7 @@ class ZigView:
         """``out_ext[z] +=`` the sum over z's slice of ``params[i]`` of ``x^2`` times the values
         of the OTHER ZIG dims' positions (the cross terms of ``sum_k values_k * x^2``; the
         own-dim term is ``values * ||x_z||^2``). Dims (0, 1): ``x*x`` and two mat-vecs."""
-        axes, dev = self.axes[i], out_ext.device
+        axes, dev = self.matrices[i], out_ext.device
         if len(axes) < 2:
             return
         vals = values_ext.to(dev)
@@ -249,7 +251,7 @@ class ZigView:
     ) -> None:
         """``p *= 1 + alpha * sum_{k in ks} values_ext[vec_k]`` (a SUM over dims, as a group
         penalty's gradient is): one streaming multiply, the multiplier built in ``tmp``."""
-        dev, axes = p.device, self.axes[i]
+        dev, axes = p.device, self.matrices[i]
         vals = values_ext.to(dev)
         per = {k: vals[self.vec(i, k, dev)].to(p.dtype) for k in ks}
         if len(per) == 1:
@@ -276,7 +278,7 @@ class ZigView:
         vals = values_ext.to(dev)
         ks = range(len(self.entries[i])) if ks is None else ks
         return Factors(
-            p.shape, [(self.axes[i][k], vals[self.vec(i, k, dev)].to(p.dtype)) for k in ks]
+            p.shape, [(self.matrices[i][k], vals[self.vec(i, k, dev)].to(p.dtype)) for k in ks]
         )
 
     def other_dims(self, i: int, a: torch.Tensor) -> list[int]:

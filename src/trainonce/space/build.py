@@ -345,8 +345,8 @@ def _search_space(traced: Traced, prop: Propagation, groups: list[Group],
     rec = prop.rec
     if erasing is None:
         costs = CostModel([
-            CostTerm.from_vectors(kind, unit, [zig_of_atom[v] for v in vecs], where)
-            for kind, unit, vecs, where in rec.costs
+            CostTerm.from_vectors(kind, unit, [zig_of_atom[v] for v in vecs])
+            for kind, unit, vecs, _where in rec.costs
         ])
     else:
         costs = erasing.costs(rec, zig_of_atom)

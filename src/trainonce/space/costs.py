@@ -29,14 +29,13 @@ class CostTerm:
     kind: str  # "flops" or "params"
     unit: float
     vectors: list[torch.Tensor]
-    label: str = ""
     outer: list[torch.Tensor] | None = None
 
     @classmethod
-    def from_vectors(cls, kind: str, unit: float, vectors: list[torch.Tensor], label: str = "",
-                     outer: list[torch.Tensor] | None = None):
+    def from_vectors(cls, kind: str, unit: float, vectors: list[torch.Tensor],
+                     outer: list[torch.Tensor] | None = None) -> CostTerm:
         flat = [v.reshape(-1).long() for v in vectors]
-        return cls(kind, float(unit), flat, label,
+        return cls(kind, float(unit), flat,
                    None if outer is None else [o.reshape(-1).long() for o in outer])
 
 
@@ -165,7 +164,7 @@ class CostModel:
                     unit *= s
             vecs = [_layer(layers, d, ps.dims) for d in dims] if ps is not None else []
             outer = [_layer(layers, d, ps.outer) for d in dims] if ps is not None else []
-            terms.append(CostTerm.from_vectors("params", unit, vecs, name, outer))
+            terms.append(CostTerm.from_vectors("params", unit, vecs, outer))
         return cls(terms)
 
     def flops(self, keep: torch.Tensor | None = None) -> float:

@@ -65,13 +65,13 @@ class Erasing:
             gate.update({f"node:{n}": zig for n in s.nodes})
             gate.update({f"param:{p}": zig for p in s.params})
         terms = []
-        for (kind, unit, vecs, where), owner in zip(rec.costs, rec.cost_owners):
+        for (kind, unit, vecs, _where), owner in zip(rec.costs, rec.cost_owners):
             zigs = [zig_of_atom[v] for v in vecs]
             outer = [self.structure_of_atom[v] for v in vecs]
             if owner in gate:
                 zigs.append(torch.tensor([gate[owner]]))
                 outer.append(torch.tensor([-1]))
-            terms.append(CostTerm.from_vectors(kind, unit, zigs, where, outer))
+            terms.append(CostTerm.from_vectors(kind, unit, zigs, outer))
         return CostModel(terms)
 
 

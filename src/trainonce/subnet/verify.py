@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..pristine import pristine
-from ..trace import _TensorOutputs, batch_size
+from ..trace import TensorOutputs, batch_size
 
 # Relative tolerance (of max |y|) per output dtype. float32: 1e-5 (~80 ulps), the rule trainonce
 # has always used; float16/bfloat16: ~10 and ~6 ulps of their own. A failure in any of them is
@@ -55,7 +55,7 @@ def run(model: nn.Module, args: tuple, kwargs: dict) -> list[torch.Tensor]:
     the model is left as it was (`trainonce.pristine`: modes, cached attributes)."""
     with pristine(model), torch.no_grad():
         model.eval()
-        return list(_TensorOutputs(model)(*args, **kwargs))
+        return list(TensorOutputs(model)(*args, **kwargs))
 
 
 def _random_like(x, gen: torch.Generator, batch: tuple[int, int] | None = None):
