@@ -45,11 +45,20 @@ def test_group_count_selection_exact_and_keeps_one_per_group():
     t = Target("group_sparsity", 0.9)
     chosen = select(space, t, 0.9, score, torch.zeros(space.num_zigs, dtype=torch.bool))
     assert int(chosen.sum()) == round(0.9 * space.num_zigs)
+    # what may be removed: every prunable ZIG but the best-scoring one of each group
+    removable = torch.zeros(space.num_zigs, dtype=torch.bool)
     for g in space.groups:
         assert not bool(chosen[g.offset : g.offset + g.size].all()), g.name
-    # lowest scores first inside what may be removed
-    kept_scores = score[~chosen]
-    assert score[chosen].max() <= kept_scores.max()
+        if g.prunable:
+            removable[g.offset : g.offset + g.size] = True
+            removable[g.offset + int(score[g.offset : g.offset + g.size].argmax())] = False
+    assert not bool((chosen & ~removable).any())
+    # lowest scores first inside it: at half the ZIGs, every chosen ZIG scores below every
+    # removable one that stays
+    half = select(space, Target("group_sparsity", 0.5), 0.5, score,
+                  torch.zeros(space.num_zigs, dtype=torch.bool))
+    assert not bool((half & ~removable).any()) and bool((removable & ~half).any())
+    assert score[half].max() < score[removable & ~half].min()
 
 
 def test_flops_selection_meets_budget_from_below():
