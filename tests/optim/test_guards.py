@@ -197,3 +197,18 @@ def test_check_finite_false_leaves_the_guard_to_the_caller():
     _nan_step(model, opt, 2)
     assert opt.metrics()["skipped_steps"] == 0
     assert not all(bool(p.isfinite().all()) for p in model.parameters())
+
+
+@pytest.mark.parametrize("cls", OPTIMIZERS, ids=name)
+def test_model_parameters_instead_of_a_space_is_refused_with_the_way(cls):
+    model = SmallCNN((8, 8, 16))
+    with pytest.raises(TypeError, match=r"trainonce.analyze\(model, example_inputs\)"):
+        kw = {"loss_fn": lambda: torch.zeros(())} if cls.needs_loss_fn else {}
+        cls(model.parameters(), lr=0.1, target_flops=0.5, **kw)
+
+
+@pytest.mark.parametrize("value", ["0.5", True])
+def test_a_target_that_is_not_a_number_is_refused(value):
+    space = trainonce.analyze(SmallCNN((8, 8, 16)), torch.randn(1, 1, 8, 8))
+    with pytest.raises(TypeError, match="must be a number in"):
+        HESSO(space, lr=0.1, target_flops=value, **SCHED)

@@ -104,6 +104,12 @@ class ZigOptimizer(Optimizer):
         sync_masks: bool = True,
         check_finite: bool = True,
     ) -> None:
+        if not isinstance(space, SearchSpace):  # the torch.optim habit: model.parameters()
+            raise TypeError(
+                f"{type(self).__name__} takes the SearchSpace of trainonce.analyze, not "
+                f"{type(space).__name__}: space = trainonce.analyze(model, example_inputs); "
+                f"{type(self).__name__}(space, lr=..., target_flops=0.5); it optimises every "
+                "trainable parameter of space.model")
         check_hyperparams(variant, VARIANTS, lr, momentum, nesterov, weight_decay, betas, eps)
         params = [p for p in space.model.parameters() if p.requires_grad]
         defaults = dict(

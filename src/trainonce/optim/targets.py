@@ -50,6 +50,9 @@ class Target:
                 f"(got {sorted(given) or 'none'})"
             )
         kind, value = next(iter(given.items()))
+        if isinstance(value, (str, bool)):  # "0.5" from a config file would pass float()
+            raise TypeError(f"target_{kind} must be a number in (0, 1), got {value!r} "
+                            f"({type(value).__name__}); e.g. target_{kind}=0.5")
         if not 0.0 < float(value) < 1.0:
             raise ValueError(f"target_{kind} must be in (0, 1), got {value}")
         return cls(kind, float(value))
