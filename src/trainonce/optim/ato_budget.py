@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from ..space import SearchSpace
-from .targets import Pool, cost_model, shortest_prefix
+from .targets import Pool, cost_model, fill_budget
 
 
 def fit_budget(
@@ -32,44 +32,18 @@ def fit_budget(
     confident removals.
     """
     cost_fn, _, dense = cost_model(space, kind)
-    budget, lower = fraction * dense, (fraction - tol) * dense
     logits = logits.detach().double().cpu()
     already = already.bool().cpu()
     free = pool.candidates(logits, already)  # every channel group keeps its best ZIG
     off, on = free & ~keep.cpu(), free & keep.cpu()
     order = torch.cat([_by_logit(off, logits), _by_logit(on, logits)])
     order = pool.admissible_order(order, already.clone())
-
-    def cost_of(n: int) -> float:
-        m = already.clone()
-        m[order[:n]] = True
-        return cost_fn(~m)
-
-    n = shortest_prefix(cost_of, order.numel(), budget)
-    if n is None:
-        n = order.numel()  # unreachable here: check_reachable refused such targets
-    chosen = already.clone()
-    chosen[order[:n]] = True
-    if n == 0 or cost_of(n) >= lower:
-        return chosen
-    # the last ZIG overshot by its whole cost: first-fit the gap with the later ones in order,
-    # keeping the closest set from below in case none lands within ``tol``
-    best, best_cost = chosen.clone(), cost_of(n)
-    chosen[order[n - 1]] = False
-    for j in order[n : n + refine].tolist():
-        chosen[j] = True
-        if not pool.allows(chosen):
-            chosen[j] = False
-            continue
-        c = cost_fn(~chosen)
-        if c > budget:
-            continue  # still above: keep j, add the next
-        if c >= lower:
-            return chosen
-        if c > best_cost:
-            best, best_cost = chosen.clone(), c
-        chosen[j] = False
-    return best
+    chosen = fill_budget(order, already, cost_fn, fraction * dense, (fraction - tol) * dense,
+                         pool, refine)
+    if chosen is None:  # unreachable here: check_reachable refused such targets
+        chosen = already.clone()
+        chosen[order] = True
+    return chosen
 
 
 def _by_logit(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 `select` dispatches to `select_count` (group sparsity: the lowest scores) or `select_cost`
 (FLOPs/params: saliency per square root of cost, the prefix meeting the budget found by binary
-search on the exact ``space.flops``/``space.num_params``). Both draw from a `Pool`: what the
+search on the exact ``space.flops``/``space.num_params``, then `fill_budget`, which ATO's
+budget correction shares). Both draw from a `Pool`: what the
 optimizer may zero, plus one hook (``admissible``) for constraints between ZIGs.
 `check_reachable` refuses a target no selection can meet.
 """
@@ -239,39 +240,59 @@ def select_cost(
     rel_cost = marginal[idx] / marginal[idx].mean()
     key = score[idx] / rel_cost**COST_EXPONENT
     order = pool.admissible_order(idx[torch.sort(key, stable=True).indices], chosen)
+    chosen = fill_budget(order, chosen, cost_fn, budget, budget - tol * dense, pool, refine)
+    if chosen is None:
+        warnings.warn(f"{kind} target {fraction:.3f} unreachable; removing all", stacklevel=3)
+        chosen = already.clone()
+        chosen[order] = True
+    return chosen
+
+
+def fill_budget(
+    order: torch.Tensor,
+    start: torch.Tensor,
+    cost_fn: Callable[[torch.Tensor], float],
+    budget: float,
+    lower: float,
+    pool: Pool,
+    refine: int = 128,
+) -> torch.Tensor | None:
+    """The one selection routine of every cost budget (`select_cost`, ATO's `fit_budget`):
+    ``start`` plus the shortest prefix of ``order`` whose kept cost ``cost_fn(~chosen)`` is at
+    most ``budget``; None if even all of ``order`` is not enough.
+
+    The prefix's last ZIG may undershoot by its whole cost: it is swapped for the first later
+    ZIGs (at most ``refine``, first fit, admissible in ``pool``) that land in ``[lower,
+    budget]``, else the closest set from below is returned."""
 
     def cost_of(n: int) -> float:
-        m = chosen.clone()
+        m = start.clone()
         m[order[:n]] = True
         return cost_fn(~m)
 
     n = shortest_prefix(cost_of, order.numel(), budget)
     if n is None:
-        warnings.warn(f"{kind} target {fraction:.3f} unreachable; removing all", stacklevel=3)
-        n = order.numel()
-    if n == 0:
+        return None
+    chosen = start.clone()
+    chosen[order[:n]] = True
+    if n == 0 or cost_of(n) >= lower:
         return chosen
-    # the prefix's last ZIG may overshoot the budget by its whole cost: first-fit the gap with
-    # the next candidates in order (skip those that would undershoot by more than ``tol``)
-    chosen[order[: n - 1]] = True
-    lower = budget - tol * dense
-    best, best_cost = int(order[n - 1]), cost_of(n)  # fallback: closest from below
-    for j in order[n - 1 : n + refine].tolist():
+    best, best_cost = chosen.clone(), cost_of(n)
+    chosen[order[n - 1]] = False
+    for j in order[n : n + refine].tolist():
         chosen[j] = True
         if not pool.allows(chosen):
             chosen[j] = False
             continue
         c = cost_fn(~chosen)
-        if c > budget:  # still above: keep j and add the next
-            continue
+        if c > budget:
+            continue  # still above: keep j, add the next
         if c >= lower:
             return chosen
-        chosen[j] = False
         if c > best_cost:
-            best, best_cost = j, c
-    if cost_fn(~chosen) > budget:
-        chosen[best] = True
-    return chosen
+            best, best_cost = chosen.clone(), c
+        chosen[j] = False
+    return best
 
 
 def shortest_prefix(cost_of: Callable[[int], float], hi: int, budget: float) -> int | None:
