@@ -182,6 +182,7 @@ ZERO_RULES: dict[str, ZR.ZeroRule] = {
 # ----- erasing joints and shape-only ops ------------------------------------------------------
 JOINTS = {  # a removed structure entering one of these is dropped from it (`space.structures`)
     "add": Joint("sum", ("Tensor",)), "add_": Joint("sum", ("Tensor",), inplace=True),
+    "sub": Joint("sum", ("Tensor",), subtracts=True),  # only as ``x - 0``
     "cat": Joint("concat"), "concat": Joint("concat"), "concatenate": Joint("concat"),
 }
 SHAPE_ONLY = (  # move or re-view one value: the dependency graph draws them as their input
