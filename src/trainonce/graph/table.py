@@ -97,6 +97,7 @@ TABLE: dict[object, OpRule] = {
     aten.split_with_sizes: OpRule(R.split_with_sizes, Z.split),
     aten.chunk: OpRule(R.split, Z.split),
     aten.unbind: OpRule(R.unbind),
+    aten.meshgrid: OpRule(R.meshgrid),  # both overloads: .default ("ij") and .indexing
     aten.flip: OpRule(R.flip),
     aten.roll: OpRule(R.roll),
     aten.repeat: OpRule(R.repeat),
