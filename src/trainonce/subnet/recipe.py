@@ -13,6 +13,7 @@ from torch import nn
 
 from ..space.build import MODES, analyze
 from ..space.search_space import SearchSpace
+from ..trace import input_specs, inputs_from_specs
 from .hf import update_hf_config
 from .layer_deletion import delete_layers
 from .modules import snapshot_sizes, update_sizes
@@ -87,8 +88,7 @@ class Recipe:
 
     def example_inputs(self) -> tuple[tuple, dict]:
         """Zeros shaped like the inputs the model was traced on (enough to trace it again)."""
-        return (tuple(_unspec(s) for s in self.inputs["args"]),
-                {k: _unspec(s) for k, s in self.inputs["kwargs"].items()})
+        return inputs_from_specs(self.inputs)
 
     def zero_mask(self, num_zigs: int) -> torch.Tensor:
         bad = [z for z in self.zero_zigs if z >= num_zigs]
@@ -157,26 +157,6 @@ def _check_fits(plan: Plan, model: nn.Module) -> None:
                     "configuration")
 
 
-# ----- input specs -------------------------------------------------------------------------
-def _spec(x: Any) -> dict:
-    if isinstance(x, torch.Tensor):
-        return {"tensor": list(x.shape), "dtype": str(x.dtype).removeprefix("torch.")}
-    if isinstance(x, (bool, int, float, str)) or x is None:
-        return {"value": x}
-    raise TypeError(f"cannot record an example input of type {type(x).__name__}")
-
-
-def _unspec(s: dict) -> Any:
-    if "tensor" in s:
-        return torch.zeros(s["tensor"], dtype=getattr(torch, s["dtype"]))
-    return s["value"]
-
-
-def input_specs(args: tuple, kwargs: dict) -> dict:
-    """Shapes and dtypes of tensor inputs, values of the others: enough to trace again."""
-    return {"args": [_spec(a) for a in args], "kwargs": {k: _spec(v) for k, v in kwargs.items()}}
-
-
 # ----- parsing with field-level errors -----------------------------------------------------
 def _bad(name: str, why: str) -> ValueError:
     return ValueError(f"recipe field '{name}' {why}")
@@ -216,6 +196,15 @@ def _parse_removed(raw: dict) -> Plan:
 
 
 def _parse_spec(s: Any, where: str) -> dict:
+    if isinstance(s, dict) and isinstance(s.get("dict"), dict):
+        for k, v in s["dict"].items():
+            _parse_spec(v, f"{where}[{k!r}]")
+        return s
+    for kind in ("list", "tuple"):
+        if isinstance(s, dict) and isinstance(s.get(kind), list):
+            for i, v in enumerate(s[kind]):
+                _parse_spec(v, f"{where}[{i}]")
+            return s
     if isinstance(s, dict) and "tensor" in s:
         shape, dtype = s["tensor"], s.get("dtype")
         if not (isinstance(shape, list) and all(_index(n) for n in shape)):
@@ -225,7 +214,8 @@ def _parse_spec(s: Any, where: str) -> dict:
         return s
     if isinstance(s, dict) and "value" in s:
         return s
-    raise _bad("inputs", f"needs {{'tensor', 'dtype'}} or {{'value'}} at {where}")
+    raise _bad("inputs", f"needs {{'tensor', 'dtype'}}, {{'value'}}, {{'dict'}}, {{'list'}} or "
+                         f"{{'tuple'}} at {where}")
 
 
 def _parse_inputs(raw: dict) -> dict:
