@@ -13,6 +13,7 @@ from torch import nn
 
 from ..space.build import MODES, analyze
 from ..space.search_space import SearchSpace
+from ..spec import stable_module_name
 from ..trace import input_specs, inputs_from_specs
 from .hf import update_hf_config
 from .layer_deletion import delete_layers
@@ -28,7 +29,10 @@ Plan = dict[str, dict[int, torch.Tensor]]  # parameter/buffer name -> dim -> kep
 
 
 def architecture_of(model: nn.Module) -> str:
-    return f"{type(model).__module__}.{type(model).__qualname__}"
+    """The class of ``model`` as a recipe records it: module and qualified name, a class from a
+    ``path/to/file.py:factory`` model under the file's stable name (`spec.stable_module_name`:
+    ``path.to.file``, wherever the project was copied)."""
+    return f"{stable_module_name(type(model).__module__)}.{type(model).__qualname__}"
 
 
 @dataclass(eq=False)  # tensors inside: compare fields explicitly
@@ -135,8 +139,11 @@ def rebuild(recipe: Recipe, model: nn.Module) -> nn.Module:
     loaded): checks that the recipe fits the model, then `apply`."""
     arch = architecture_of(model)
     if arch != recipe.architecture:
-        raise ValueError(f"model_factory built {arch}, but the recipe holds a "
-                         f"{recipe.architecture}")
+        raise ValueError(
+            f"model_factory built {arch}, but the recipe holds a {recipe.architecture}: pass a "
+            "factory that builds that class (a class defined in a --model path/to/file.py "
+            "is recorded as path.to.file.Class, the file's path from the folder the run was "
+            "started in)")
     _check_fits(recipe.removed, model)
     return apply(model, recipe)
 
