@@ -24,7 +24,7 @@ def make_zeroing_visible(model: nn.Module, inputs, seed: int = 0) -> None:
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.momentum = None  # cumulative average over the calibration passes
         args, kwargs = trainonce.trace.normalize_inputs(inputs)
-        if len(args) == 1 and not kwargs and args[0].is_floating_point():
+        if len(args) == 1 and not kwargs and _float(args[0]):
             # a real batch: statistics from 2 images at 1x1 resolution would be degenerate.
             # 32 images of 32x32 (32k positions per channel at the input) are plenty; larger
             # images need fewer (maxvit_t at 224: 4 images, 8x less calibration time)

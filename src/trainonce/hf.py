@@ -68,7 +68,9 @@ def from_pretrained(path: str | os.PathLike, model_class: type[nn.Module] | None
                     ) -> nn.Module:
     """Rebuild a slim model written by `save_pretrained`: the full model from the saved config
     (``model_class``, default the transformers class the recipe names), cut per the recipe,
-    then the slim weights loaded (strictly). Returned in eval mode."""
+    then the slim weights loaded (strictly). Returned in eval mode, like every trainonce loader
+    (`trainonce.load`, `trainonce.load_run`) and transformers' own ``from_pretrained``; call
+    ``.train()`` to train it further."""
     from transformers import AutoConfig
 
     path = Path(path)

@@ -70,7 +70,10 @@ def _check_target(target: Path) -> None:
 def load(path: str | os.PathLike, model_factory: Callable[[], nn.Module]) -> nn.Module:
     """Rebuild a slim model: ``model_factory()`` gives the full architecture, the recipe cuts
     it, the saved weights fill it. The architecture must match the one that was saved, and the
-    weights file the one saved with the recipe."""
+    weights file the one saved with the recipe. Returned in eval mode, like every trainonce
+    loader (`load_run`, `trainonce.hf.from_pretrained`) and ``torch.hub`` / Hugging Face's
+    ``from_pretrained``: BatchNorm uses its running statistics; call ``.train()`` to train
+    it further."""
     path = Path(path)
     recover_dir(path)  # a save cut short by a crash: its previous version is put back
     recipe = _read_recipe(path)
@@ -91,7 +94,7 @@ def load(path: str | os.PathLike, model_factory: Callable[[], nn.Module]) -> nn.
     except (OSError, RuntimeError) as exc:
         raise ValueError(f"the weights in {weights} do not fit the slim model ({exc}): "
                          "model_factory must build the configuration that was saved") from exc
-    return slim
+    return slim.eval()
 
 
 def _read_recipe(path: Path) -> Recipe:

@@ -13,7 +13,8 @@ from torch import nn
 def load_run(run_dir: str | os.PathLike, model_factory: Callable[[], nn.Module] | None = None,
              *, trust_run_config: bool = False) -> nn.Module:
     """The slim model saved by ``trainonce run`` in ``run_dir`` (weights and recipe in
-    ``run_dir/slim``), in eval mode.
+    ``run_dir/slim``), in eval mode like every trainonce loader (`trainonce.load`,
+    `trainonce.hf.from_pretrained`); call ``.train()`` to train it further.
 
     Built-in models and torchvision / timm names are rebuilt from the run's ``config.json``.
     A user ``module:function`` model is code named only by that file, so it is called only
@@ -40,4 +41,4 @@ def load_run(run_dir: str | os.PathLike, model_factory: Callable[[], nn.Module] 
         def model_factory() -> nn.Module:
             return build_model(cfg.model, info["num_classes"], info["data_channels"]).model
 
-    return load(run_dir / "slim", model_factory).eval()
+    return load(run_dir / "slim", model_factory)  # in eval mode

@@ -33,17 +33,38 @@ def resolve_callable(spec: str) -> Callable:
     return fn
 
 
+_STABLE: dict[str, str] = {}  # module name of a loaded file -> its stable name
+
+
+def stable_module_name(name: str) -> str:
+    """The name to record for module ``name`` (e.g. in a recipe's architecture): for a file
+    loaded by `resolve_callable`, its path from the current directory as Python would import
+    it (``models/net.py`` -> ``models.net``; a file outside it: its stem), the same wherever the
+    project lies; any other module keeps its own name."""
+    return _STABLE.get(name, name)
+
+
+def _stable_name(path: Path) -> str:
+    try:
+        rel = path.relative_to(Path.cwd().resolve()).with_suffix("")
+    except ValueError:
+        return path.stem
+    return ".".join(rel.parts) if all(p.isidentifier() for p in rel.parts) else path.stem
+
+
 def _load_file(path: Path, spec: str) -> ModuleType:
     if not path.is_file():
         raise ValueError(f"'{spec}': no file {path} (paths are relative to {Path.cwd()})")
     path = path.resolve()
-    # one module per file, under a name no real module has: loading it twice is one import
+    # one module per file, under a name no real module has: loading it twice is one import;
+    # what is recorded of its classes is its stable name (`stable_module_name`)
     name = f"trainonce_user_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
     if name in sys.modules:
         return sys.modules[name]
     mspec = importlib.util.spec_from_file_location(name, path)
     if mspec is None or mspec.loader is None:
         raise ValueError(f"'{spec}': {path} cannot be loaded as a Python module")
+    _STABLE[name] = _stable_name(path)
     return _exec(importlib.util.module_from_spec(mspec), name, spec)
 
 

@@ -1,11 +1,14 @@
 """Stage 1 of the pipeline: capture a model's ATen graph with `torch.export` (non-strict).
 
-Handles positional, keyword and dict inputs, models on CPU or `meta`, eval-mode export with the
-caller's mode restored, and outputs that hold non-tensor objects (e.g. Hugging Face caches).
+Handles positional and keyword inputs (nested dicts, lists and tuples too, recorded for the
+recipe by `input_specs`), models on CPU or `meta`, eval-mode export with the caller's mode
+restored, and outputs that hold non-tensor objects (e.g. Hugging Face caches).
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
@@ -22,7 +25,12 @@ class TraceError(RuntimeError):
 
 
 def normalize_inputs(example_inputs: Any) -> tuple[tuple, dict]:
-    """A tensor, a tuple/list of positional args, or a dict of keyword args -> (args, kwargs)."""
+    """A tensor, a tuple/list of positional args, or a dict of keyword args -> (args, kwargs).
+
+    A dict as the whole example is always keyword arguments (``model(**batch)``, the Hugging
+    Face way); a dict (or list, tuple) that is one argument goes inside a tuple: ``(batch,)``
+    for ``forward(self, batch)``. Arguments may nest dicts (string keys), lists and tuples of
+    tensors, numbers, strings and None."""
     if isinstance(example_inputs, torch.Tensor):
         return (example_inputs,), {}
     if isinstance(example_inputs, dict):
@@ -159,10 +167,30 @@ def concrete(size: Any, where: str = "") -> int:
     return int(symbolic_shapes.optimization_hint(size))
 
 
+def map_inputs(fn: Callable[[Any], Any], x: Any) -> Any:
+    """``fn`` applied to every leaf of an input (inside dicts, lists and tuples), the
+    containers rebuilt around the results."""
+    if isinstance(x, dict):
+        return {k: map_inputs(fn, v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(map_inputs(fn, v) for v in x)
+    return fn(x)
+
+
+def input_leaves(x: Any) -> list[Any]:
+    """The leaves of an input (inside dicts, lists and tuples), in order."""
+    if isinstance(x, dict):
+        return [leaf for v in x.values() for leaf in input_leaves(v)]
+    if isinstance(x, (list, tuple)):
+        return [leaf for v in x for leaf in input_leaves(v)]
+    return [x]
+
+
 def batch_size(args: tuple, kwargs: dict) -> int | None:
-    """The batch size of example inputs: the most common size of dim 0 among the tensors (the
-    inputs of that size are taken as batch-major); None without tensor inputs."""
-    leads = [x.shape[0] for x in (*args, *kwargs.values())
+    """The batch size of example inputs: the most common size of dim 0 among the tensors
+    (nested ones too; the inputs of that size are taken as batch-major); None without tensor
+    inputs."""
+    leads = [x.shape[0] for x in input_leaves((args, kwargs))
              if isinstance(x, torch.Tensor) and x.dim() > 0]
     return max(set(leads), key=leads.count) if leads else None
 
@@ -174,22 +202,96 @@ def _dynamic_batch(args: tuple, kwargs: dict) -> tuple[tuple, dict, tuple]:
     if batch is None:
         raise TraceError("no tensor input has a batch dimension")
 
-    def one(x):
-        if isinstance(x, torch.Tensor) and x.dim() > 0 and x.shape[0] == batch:
-            return (x.repeat(2, *[1] * (x.dim() - 1)) if batch == 1 else x), {0: Dim.AUTO}
-        return x, None
+    def batched(x):
+        return isinstance(x, torch.Tensor) and x.dim() > 0 and x.shape[0] == batch
 
-    a = [one(x) for x in args]
-    k = {n: one(x) for n, x in kwargs.items()}
-    specs = (tuple(s for _, s in a), {n: s for n, (_, s) in k.items()}) if kwargs else (
-        tuple(s for _, s in a),)
-    return tuple(x for x, _ in a), {n: x for n, (x, _) in k.items()}, specs
+    def value(x):
+        return x.repeat(2, *[1] * (x.dim() - 1)) if batched(x) and batch == 1 else x
+
+    def spec(x):  # the dynamic_shapes tree mirrors the inputs' containers
+        return {0: Dim.AUTO} if batched(x) else None
+
+    specs = (map_inputs(spec, tuple(args)), map_inputs(spec, dict(kwargs))) if kwargs else (
+        map_inputs(spec, tuple(args)),)
+    return map_inputs(value, tuple(args)), map_inputs(value, dict(kwargs)), specs
+
+
+def check_inputs(model: nn.Module, example_inputs: Any, kwargs: dict) -> None:
+    """Refuse, before any work, an example that cannot be recorded in a recipe, and a dict
+    given as the whole example (keyword arguments) whose keys are not ``forward``'s
+    parameters, saying what to pass instead."""
+    if not isinstance(example_inputs, dict):
+        return
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # no signature to check against (a builtin forward)
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = [k for k in example_inputs if k not in params]
+    if not unknown:
+        return
+    positional = [n for n, p in params.items() if p.kind in (
+        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    hint = (f"; to give the dict as forward's one argument '{positional[0]}', pass it inside a "
+            "tuple: trainonce.analyze(model, (batch,))" if len(positional) == 1 else
+            "; to give a dict as one positional argument, pass a tuple: (batch,) or "
+            "(batch, other_arg)")
+    raise TypeError(
+        f"a dict as example_inputs is taken as keyword arguments, but {type(model).__name__}."
+        f"forward has no parameter {', '.join(repr(k) for k in unknown[:3])} (it takes "
+        f"{', '.join(params) or 'no arguments'}){hint}")
+
+
+# ----- recording example inputs (the recipe keeps them to trace again) -----------------------
+def _spec(x: Any) -> dict:
+    if isinstance(x, torch.Tensor):
+        return {"tensor": list(x.shape), "dtype": str(x.dtype).removeprefix("torch.")}
+    if isinstance(x, (bool, int, float, str)) or x is None:
+        return {"value": x}
+    if isinstance(x, dict):
+        bad = [k for k in x if not isinstance(k, str)]
+        if bad:
+            raise TypeError(f"cannot record an example input dict with the key {bad[0]!r}: "
+                            "dict keys of example inputs must be strings")
+        return {"dict": {k: _spec(v) for k, v in x.items()}}
+    if type(x) in (list, tuple):  # a namedtuple would come back as a plain tuple
+        return {type(x).__name__: [_spec(v) for v in x]}
+    raise TypeError(
+        f"cannot record an example input of type {type(x).__name__}: example inputs may be "
+        "tensors, numbers, strings, None, and dicts (string keys), lists and tuples of them")
+
+
+def _unspec(s: dict) -> Any:
+    if "tensor" in s:
+        return torch.zeros(s["tensor"], dtype=getattr(torch, s["dtype"]))
+    if "dict" in s:
+        return {k: _unspec(v) for k, v in s["dict"].items()}
+    if "list" in s:
+        return [_unspec(v) for v in s["list"]]
+    if "tuple" in s:
+        return tuple(_unspec(v) for v in s["tuple"])
+    return s["value"]
+
+
+def input_specs(args: tuple, kwargs: dict) -> dict:
+    """Shapes and dtypes of tensor inputs, values of the others, the containers around them:
+    enough to trace again. A `TypeError` names an input that cannot be recorded."""
+    return {"args": [_spec(a) for a in args], "kwargs": {k: _spec(v) for k, v in kwargs.items()}}
+
+
+def inputs_from_specs(specs: dict) -> tuple[tuple, dict]:
+    """Zeros shaped like the recorded inputs (`input_specs`), in their containers."""
+    return (tuple(_unspec(s) for s in specs["args"]),
+            {k: _unspec(s) for k, s in specs["kwargs"].items()})
 
 
 def trace(model: nn.Module, example_inputs: Any, *, dynamic_batch: bool = False) -> Traced:
     """Export ``model`` on ``example_inputs`` in eval mode and map graph inputs to names.
     With ``dynamic_batch`` the batch size stays symbolic (for the slim traced program)."""
     args, kwargs = normalize_inputs(example_inputs)
+    check_inputs(model, example_inputs, kwargs)
+    input_specs(args, kwargs)  # recordable: refused now, not at construct_subnet after training
     shapes = None
     if dynamic_batch:
         args, kwargs, shapes = _dynamic_batch(args, kwargs)

@@ -115,3 +115,53 @@ def test_load_run_rebuilds_a_builtin_model_by_itself(tmp_path):
 def test_load_run_refuses_a_directory_that_is_not_a_run(tmp_path):
     with pytest.raises(ValueError, match="not a trainonce run directory"):
         trainonce.load_run(tmp_path)
+
+
+CLASS_SRC = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self, num_classes=10, in_channels=1):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1),
+                                      nn.BatchNorm2d(8), nn.ReLU(),
+                                      nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+            self.head = nn.Linear(8, num_classes)
+
+        def forward(self, x):
+            return self.head(self.body(x).mean((2, 3)))
+
+    def net(num_classes=10, in_channels=1):
+        return Net(num_classes, in_channels)
+""")
+
+
+def test_file_spec_model_class_survives_a_copied_project(project, tmp_path_factory, monkeypatch):
+    """A run whose --model file.py:factory defines its own class records that class under a
+    name that does not depend on where the project lies: load_run with the user's own factory
+    (imported as Python would, or resolved again) and export work from a copy of the project."""
+    import shutil
+
+    (project / "models" / "cls.py").write_text(CLASS_SRC)
+    out = project / "run"
+    argv = ["run", "--model", "models/cls.py:net", "--data", "mydata:digits", "--epochs", "1",
+            "--batch-size", "64", "--target-flops", "0.6", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    recipe = (out / "slim" / "recipe.json").read_text()
+    assert '"architecture": "models.cls.Net"' in recipe
+    copy = tmp_path_factory.mktemp("elsewhere") / "project"
+    shutil.copytree(project, copy)
+    monkeypatch.chdir(copy)
+    for name in [m for m in sys.modules if m.startswith(("trainonce_user_", "models"))]:
+        del sys.modules[name]
+    x = torch.randn(4, 1, 8, 8)
+    resolved = trainonce.load_run("run", resolve_callable("models/cls.py:net"))
+    imported = trainonce.load_run("run", resolve_callable("models.cls:net"))  # a real import
+    trusted = trainonce.load_run("run", trust_run_config=True)
+    assert not any(m.training for s in (resolved, imported, trusted) for m in s.modules())
+    with torch.no_grad():
+        assert torch.equal(resolved(x), imported(x)) and torch.equal(resolved(x), trusted(x))
+    assert main(["export", "run", "--model", "models/cls.py:net", "--format", "safetensors"]) == 0
+    with pytest.raises(ValueError, match="built torch.nn.modules.linear.Linear"):
+        trainonce.load_run("run", lambda: torch.nn.Linear(2, 2))

@@ -34,20 +34,34 @@ class ModuleSizes:
     snapshot: Callable[[nn.Module], dict] | None = None
 
 
+def literal_zero(x: Any) -> bool:
+    """Whether a traced call's argument is the number 0 (not a tensor, not False)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == 0
+
+
 @dataclass(frozen=True)
 class Joint:
     """An erasing joint: a call whose output is the sum (``kind="sum"``, ``add(a, b)``) or the
     concatenation (``kind="concat"``, ``cat([a, b, ...])``) of its inputs, so an input that is a
     removed structure can be dropped from it. ``overloads``: the overloads of the op that are the
-    joint; ``inplace``: the call writes into its first input."""
+    joint; ``inplace``: the call writes into its first input; ``subtracts``: the call is
+    ``a - b``, a joint only as ``a - 0`` (the identity of ``a``; dropping ``a`` from ``a - b``
+    would leave ``-b``, not ``b``)."""
 
     kind: str
     overloads: tuple[str, ...] = ("default",)
     inplace: bool = False
+    subtracts: bool = False
 
     def inputs(self, args: tuple | list) -> list:
-        """The joined values among a call's positional arguments."""
-        return list(args[0]) if self.kind == "concat" else list(args[:2])
+        """The joined values among a call's positional arguments. A literal 0 in a sum is the
+        identity, not an input: Python's ``sum(op(x) for op in ops)`` starts with ``0 + op0(x)``,
+        so that call is ``op0(x)`` alone. An empty list: this call joins nothing (``a - b``)."""
+        if self.kind == "concat":
+            return list(args[0])
+        if self.subtracts:
+            return [args[0]] if len(args) > 1 and literal_zero(args[1]) else []
+        return [a for a in args[:2] if not literal_zero(a)]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import torch
 from . import compute as C
 from . import shapes as S
 from .labels import Labels, Recorder, unlabelled
+from .registry import RuleError
 
 aten = torch.ops.aten
 Rule = Callable[[Recorder, list, dict, Any], Any]
@@ -254,6 +255,32 @@ def split_with_sizes(rec, a, k, o):
 
 def unbind(rec, a, k, o):
     return S.unbind(rec, a[0], _arg(a, k, 1, "dim", 0), o)
+
+
+def meshgrid(rec, a, k, o):
+    """``meshgrid([t0, ..., tn-1], indexing)``: output i is input i laid along one dim and
+    repeated along the others, so its labels are input i's, placed there; the other inputs
+    give only lengths (an anchor grid of ``arange`` of the feature map's size couples nothing).
+    "ij" (``meshgrid.default`` too) places input i at dim i; "xy" swaps dims 0 and 1."""
+    xs, indexing = list(a[0]), _arg(a, k, 1, "indexing", "ij")
+    n = len(xs)
+    if indexing not in ("ij", "xy") or not all(isinstance(x, Labels) and x.ndim <= 1
+                                               for x in xs):
+        raise RuleError(f"meshgrid with indexing={indexing!r} of inputs that are not 0-d or 1-d")
+    at = list(range(n))
+    if indexing == "xy" and n >= 2:
+        at[0], at[1] = 1, 0
+    lengths = [x.shape[0] if x.ndim else 1 for x in xs]
+    grid = [0] * n
+    for i, d in enumerate(at):
+        grid[d] = lengths[i]
+    if not isinstance(o, list) or len(o) != n or any(tuple(s) != tuple(grid) for s in o):
+        raise RuleError(f"meshgrid outputs {o} are not the grid {grid} of its inputs")
+    outs = []
+    for x, d in zip(xs, at):
+        axes = [ax.reshape([ax.numel() if j == d else 1 for j in range(n)]) for ax in x.axes]
+        outs.append(Labels(tuple(grid), [], None, x.why, x.constant).with_axes(axes))
+    return outs
 
 
 def flip(rec, a, k, o):

@@ -97,6 +97,7 @@ TABLE: dict[object, OpRule] = {
     aten.split_with_sizes: OpRule(R.split_with_sizes, Z.split),
     aten.chunk: OpRule(R.split, Z.split),
     aten.unbind: OpRule(R.unbind),
+    aten.meshgrid: OpRule(R.meshgrid),  # both overloads: .default ("ij") and .indexing
     aten.flip: OpRule(R.flip),
     aten.roll: OpRule(R.roll),
     aten.repeat: OpRule(R.repeat),
@@ -182,6 +183,7 @@ ZERO_RULES: dict[str, ZR.ZeroRule] = {
 # ----- erasing joints and shape-only ops ------------------------------------------------------
 JOINTS = {  # a removed structure entering one of these is dropped from it (`space.structures`)
     "add": Joint("sum", ("Tensor",)), "add_": Joint("sum", ("Tensor",), inplace=True),
+    "sub": Joint("sum", ("Tensor",), subtracts=True),  # only as ``x - 0``
     "cat": Joint("concat"), "concat": Joint("concat"), "concatenate": Joint("concat"),
 }
 SHAPE_ONLY = (  # move or re-view one value: the dependency graph draws them as their input

@@ -132,8 +132,10 @@ def find_structures(g: FlowGraph, traced: Traced, prop: Propagation,
 
 
 def _joint(n: fx.Node) -> registry.Joint | None:
-    """The erasing joint (sum or concat) node ``n`` is, or None."""
-    return registry.joint(n.target) if n.op == "call_function" else None
+    """The erasing joint (sum or concat) node ``n`` is, or None (also for a call of a joint op
+    that joins nothing, such as ``a - b``)."""
+    found = registry.joint(n.target) if n.op == "call_function" else None
+    return found if found is not None and found.inputs(n.args) else None
 
 
 def _is_joint(n: fx.Node) -> bool:
@@ -212,11 +214,15 @@ def _zero_state(g: FlowGraph, vi: int, region: set[int]) -> Zero:
 
 
 def _sum_problem(g: FlowGraph, vi: int) -> str | None:
+    v = g.nodes[vi]
     for u in g.users[vi]:
         add = g.nodes[u]
-        others = [a for a in add.args[:2] if a is not g.nodes[vi]]
-        if len(others) != 1 or not isinstance(others[0], fx.Node):
+        joined = _joint(add).inputs(add.args)  # a literal 0 is no input: ``0 + v`` is v
+        others = [a for a in joined if a is not v]
+        if len(joined) - len(others) != 1 or not all(isinstance(a, fx.Node) for a in others):
             return "it is added to itself or to a number"
+        if not others:
+            continue  # ``v + 0`` or ``v - 0``: the call is v, and goes with it
         if add.kwargs.get("alpha", 1) != 1:
             return "its sum is scaled (add with alpha)"
         if _shape(others[0]) != _shape(add):
@@ -294,8 +300,10 @@ class Hierarchy:
     def __init__(self, g: FlowGraph, units: list[tuple[Structure, int]]) -> None:
         self.users = g.users
         self.names = [n.name for n in g.nodes]
+        # a sum with a number in it (``a + 3``) is a live op: a zero input cannot be dropped
         self.joints = {i: [g.index[a] for a in _joint_inputs(n)] for i, n in enumerate(g.nodes)
-                       if _is_joint(n)}
+                       if _is_joint(n) and all(isinstance(a, fx.Node)
+                                               for a in _joint(n).inputs(n.args))}
         self.units = {z: (s.name, g.by_name[s.exit],
                           {g.by_name[n] for n in s.nodes if n in g.by_name})
                       for s, z in units}
@@ -326,7 +334,7 @@ class Hierarchy:
             if ins and all(i in zero for i in ins):
                 zero.add(j)
         for i in sorted(zero):
-            bad = [u for u in self.users[i] if u not in removed and u not in self.joints]
+            bad = [u for u in self.users[i] if u not in removed and i not in self.joints.get(u, ())]
             if bad:
                 culprits = [self.units[z][0] for z in key
                             if self.units[z][1] == i or self._feeds(z, i, zero)]

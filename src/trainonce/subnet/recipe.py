@@ -13,6 +13,8 @@ from torch import nn
 
 from ..space.build import MODES, analyze
 from ..space.search_space import SearchSpace
+from ..spec import stable_module_name
+from ..trace import input_specs, inputs_from_specs
 from .hf import update_hf_config
 from .layer_deletion import delete_layers
 from .modules import snapshot_sizes, update_sizes
@@ -27,7 +29,10 @@ Plan = dict[str, dict[int, torch.Tensor]]  # parameter/buffer name -> dim -> kep
 
 
 def architecture_of(model: nn.Module) -> str:
-    return f"{type(model).__module__}.{type(model).__qualname__}"
+    """The class of ``model`` as a recipe records it: module and qualified name, a class from a
+    ``path/to/file.py:factory`` model under the file's stable name (`spec.stable_module_name`:
+    ``path.to.file``, wherever the project was copied)."""
+    return f"{stable_module_name(type(model).__module__)}.{type(model).__qualname__}"
 
 
 @dataclass(eq=False)  # tensors inside: compare fields explicitly
@@ -87,8 +92,7 @@ class Recipe:
 
     def example_inputs(self) -> tuple[tuple, dict]:
         """Zeros shaped like the inputs the model was traced on (enough to trace it again)."""
-        return (tuple(_unspec(s) for s in self.inputs["args"]),
-                {k: _unspec(s) for k, s in self.inputs["kwargs"].items()})
+        return inputs_from_specs(self.inputs)
 
     def zero_mask(self, num_zigs: int) -> torch.Tensor:
         bad = [z for z in self.zero_zigs if z >= num_zigs]
@@ -135,8 +139,11 @@ def rebuild(recipe: Recipe, model: nn.Module) -> nn.Module:
     loaded): checks that the recipe fits the model, then `apply`."""
     arch = architecture_of(model)
     if arch != recipe.architecture:
-        raise ValueError(f"model_factory built {arch}, but the recipe holds a "
-                         f"{recipe.architecture}")
+        raise ValueError(
+            f"model_factory built {arch}, but the recipe holds a {recipe.architecture}: pass a "
+            "factory that builds that class (a class defined in a --model path/to/file.py "
+            "is recorded as path.to.file.Class, the file's path from the folder the run was "
+            "started in)")
     _check_fits(recipe.removed, model)
     return apply(model, recipe)
 
@@ -155,26 +162,6 @@ def _check_fits(plan: Plan, model: nn.Module) -> None:
                     f"recipe field 'removed' keeps positions of '{name}' (dim {d}) that its "
                     f"shape {tuple(t.shape)} does not have: the recipe was made for another "
                     "configuration")
-
-
-# ----- input specs -------------------------------------------------------------------------
-def _spec(x: Any) -> dict:
-    if isinstance(x, torch.Tensor):
-        return {"tensor": list(x.shape), "dtype": str(x.dtype).removeprefix("torch.")}
-    if isinstance(x, (bool, int, float, str)) or x is None:
-        return {"value": x}
-    raise TypeError(f"cannot record an example input of type {type(x).__name__}")
-
-
-def _unspec(s: dict) -> Any:
-    if "tensor" in s:
-        return torch.zeros(s["tensor"], dtype=getattr(torch, s["dtype"]))
-    return s["value"]
-
-
-def input_specs(args: tuple, kwargs: dict) -> dict:
-    """Shapes and dtypes of tensor inputs, values of the others: enough to trace again."""
-    return {"args": [_spec(a) for a in args], "kwargs": {k: _spec(v) for k, v in kwargs.items()}}
 
 
 # ----- parsing with field-level errors -----------------------------------------------------
@@ -216,6 +203,15 @@ def _parse_removed(raw: dict) -> Plan:
 
 
 def _parse_spec(s: Any, where: str) -> dict:
+    if isinstance(s, dict) and isinstance(s.get("dict"), dict):
+        for k, v in s["dict"].items():
+            _parse_spec(v, f"{where}[{k!r}]")
+        return s
+    for kind in ("list", "tuple"):
+        if isinstance(s, dict) and isinstance(s.get(kind), list):
+            for i, v in enumerate(s[kind]):
+                _parse_spec(v, f"{where}[{i}]")
+            return s
     if isinstance(s, dict) and "tensor" in s:
         shape, dtype = s["tensor"], s.get("dtype")
         if not (isinstance(shape, list) and all(_index(n) for n in shape)):
@@ -225,7 +221,8 @@ def _parse_spec(s: Any, where: str) -> dict:
         return s
     if isinstance(s, dict) and "value" in s:
         return s
-    raise _bad("inputs", f"needs {{'tensor', 'dtype'}} or {{'value'}} at {where}")
+    raise _bad("inputs", f"needs {{'tensor', 'dtype'}}, {{'value'}}, {{'dict'}}, {{'list'}} or "
+                         f"{{'tuple'}} at {where}")
 
 
 def _parse_inputs(raw: dict) -> dict:

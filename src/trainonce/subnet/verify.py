@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..pristine import pristine
-from ..trace import TensorOutputs, batch_size
+from ..trace import TensorOutputs, batch_size, map_inputs
 
 # Relative tolerance (of max |y|) per output dtype. float32: 1e-5 (~80 ulps), the rule trainonce
 # has always used; float16/bfloat16: ~10 and ~6 ulps of their own. A failure in any of them is
@@ -78,13 +78,13 @@ def _random_like(x, gen: torch.Generator, batch: tuple[int, int] | None = None):
 
 def random_inputs(args: tuple, kwargs: dict, seed: int = 0, batch: int | None = None
                   ) -> tuple[tuple, dict]:
-    """Inputs of the same shapes and dtypes as ``(args, kwargs)``, drawn with ``seed``; with
-    ``batch``, batch-major inputs (see `trace.batch_size`) get that many rows instead."""
+    """Inputs of the same shapes and dtypes as ``(args, kwargs)`` (in the same dicts, lists
+    and tuples), drawn with ``seed``; with ``batch``, batch-major inputs (see
+    `trace.batch_size`) get that many rows instead."""
     gen = torch.Generator().manual_seed(seed)
     old = batch_size(args, kwargs)
     resize = (old, batch) if batch is not None and old is not None else None
-    return (tuple(_random_like(a, gen, resize) for a in args),
-            {k: _random_like(v, gen, resize) for k, v in kwargs.items()})
+    return map_inputs(lambda x: _random_like(x, gen, resize), (tuple(args), dict(kwargs)))
 
 
 OTHER_BATCH = "a random input of another batch size"
@@ -115,8 +115,7 @@ def _float64_agrees(full: nn.Module, slim: nn.Module, args: tuple, kwargs: dict)
     """Re-run float64 copies: a correct slim model agrees there even when float32 rounding
     (e.g. outputs far smaller than intermediate values) exceeded the float32 tolerance."""
     try:
-        args64 = tuple(_as_float64(a) for a in args)
-        kwargs64 = {k: _as_float64(v) for k, v in kwargs.items()}
+        args64, kwargs64 = map_inputs(_as_float64, (tuple(args), dict(kwargs)))
         ref = run(copy.deepcopy(full).double(), args64, kwargs64)
         got = run(copy.deepcopy(slim).double(), args64, kwargs64)
     except Exception:  # noqa: BLE001 - a model that cannot run in float64 keeps its verdict
