@@ -60,6 +60,8 @@ def run_analyze(args: argparse.Namespace) -> int:
     shape = _shape(args.input_shape) if args.input_shape else None
     channels = shape[0] if shape else (1 if args.model in BUILTIN else 3)
     built = build_model(args.model, args.num_classes, channels)
+    source = ("from --input-shape" if shape
+              else "the model's default; set another with --input-shape C,H,W")
     shape = shape or built.default_input_shape
     graph = Path(args.graph or f"{args.model.replace(':', '_').replace('/', '_')}-graph.html")
     if graph.suffix.lower() not in (".html", ".htm", ".svg"):
@@ -68,6 +70,8 @@ def run_analyze(args: argparse.Namespace) -> int:
         raise ValueError(f"cannot write {graph}: directory {graph.parent} does not exist")
     model = built.model.eval()
     example = (torch.randn(1, *shape),)
+    # the shape fixes what the analysis sees (strides, sizes), so the user is told which one
+    print(f"input shape: {'x'.join(map(str, example[0].shape))} (batch 1; {source})", flush=True)
     space = trainonce.analyze(model, example, mode=args.mode)
     print(space.summary(max_rows=args.max_rows))
     write_graph(space, model, example, graph)
