@@ -74,7 +74,7 @@ def add_parser(sub) -> None:
         choices=sorted(OPTIMIZERS),
         help="default: by target, "
         + ", ".join(f"{name} up to {upper:g} kept" for upper, name in DEFAULT_OPTIMIZER_BY_KEPT)
-        + f", {DEFAULT_OPTIMIZER_SPARSITY} for --target-sparsity",
+        + f", {DEFAULT_OPTIMIZER_SPARSITY} for --target-sparsity; h2spg with --mode erase/both",
     )
     p.add_argument(
         "--mode",
