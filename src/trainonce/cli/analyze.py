@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from .console import quiet_torch
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -72,8 +74,10 @@ def run_analyze(args: argparse.Namespace) -> int:
     example = (torch.randn(1, *shape),)
     # the shape fixes what the analysis sees (strides, sizes), so the user is told which one
     print(f"input shape: {'x'.join(map(str, example[0].shape))} (batch 1; {source})", flush=True)
-    space = trainonce.analyze(model, example, mode=args.mode)
+    with quiet_torch():
+        space = trainonce.analyze(model, example, mode=args.mode)
     print(space.summary(max_rows=args.max_rows))
-    write_graph(space, model, example, graph)
+    with quiet_torch():
+        write_graph(space, model, example, graph)
     print(f"\ndependency graph: {graph}")
     return 0
