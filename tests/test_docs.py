@@ -60,7 +60,7 @@ def test_optimizer_docs_count_and_name_every_optimizer():
 
 
 def _docs() -> list[Path]:
-    return [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+    return [ROOT / "README.md", *sorted(DOCS.glob("*.md")), ROOT / "examples" / "README.md"]
 
 
 @pytest.mark.parametrize("doc", _docs(), ids=lambda p: p.name)
