@@ -64,6 +64,20 @@ def test_plain_from_pretrained_fails_and_the_directory_says_what_to_call(tmp_pat
     assert "trainonce.hf.from_pretrained" in (tmp_path / "slim" / "README.md").read_text()
 
 
+def test_ignore_mismatched_sizes_loads_a_different_model(tmp_path):
+    """What docs/integrations.md warns of: the flag transformers' error suggests loads without
+    an error, but every cut layer comes back at full width with random weights."""
+    import transformers
+
+    _, inputs, slim = uneven_slim("bert")
+    trainonce.hf.save_pretrained(slim, tmp_path / "slim")
+    plain = transformers.BertForSequenceClassification.from_pretrained(
+        tmp_path / "slim", ignore_mismatched_sizes=True).eval()
+    assert mlp_widths(plain) != mlp_widths(slim)  # the config's full widths, not the cut ones
+    with torch.no_grad():
+        assert not torch.allclose(plain(**inputs)[0], slim(**inputs)[0], atol=1e-4)
+
+
 def test_uniform_cut_config_is_restored_to_the_full_one(tmp_path):
     """A uniform cut rewrites config sizes (so plain save_pretrained works); the round trip
     must still rebuild from the full sizes."""

@@ -105,3 +105,41 @@ def convnext_like(num_classes: int = 10, in_channels: int = 3, depths=(2, 2, 6, 
     head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LayerNorm(dims[-1]),
             nn.Linear(dims[-1], num_classes)]
     return nn.Sequential(*layers, *head)
+
+
+class _ValueBranch(nn.Module):
+    """Control flow on tensor values: torch.export cannot trace it (and prints its partial graph
+    to stderr while failing)."""
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 4, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if y.sum() > 0:
+            return y.mean((2, 3))
+        return y.amax((2, 3))
+
+
+def value_branch_cnn(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+    return _ValueBranch(in_channels)
+
+
+class _Unruled(nn.Module):
+    """An op the channel rules do not know (bessel_j0) after the second conv: analysis keeps
+    those channels whole with a warning; the first conv's stay prunable."""
+
+    def __init__(self, num_classes: int, in_channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        y = torch.special.bessel_j0(self.conv2(torch.relu(self.conv1(x))))
+        return self.fc(y.mean((2, 3)))
+
+
+def unruled_op_cnn(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+    return _Unruled(num_classes, in_channels)

@@ -18,6 +18,19 @@ def test_analyze_html_and_svg(tmp_path, capsys):
     assert svg.read_text().startswith("<svg")
 
 
+def test_analyze_prints_the_input_shape_it_assumed(tmp_path, capsys):
+    """The example's shape fixes what the analysis sees, so analyze says which one it used:
+    the model's usual input when --input-shape is not given, else the one given."""
+    assert main(["analyze", "resnet8", "--graph", str(tmp_path / "a.svg")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == ("input shape: 1x1x28x28 "
+                     "(batch 1; the model's default; set another with --input-shape C,H,W)")
+    argv = ["analyze", "resnet8", "--input-shape", "1,16,16", "--graph", str(tmp_path / "b.svg")]
+    assert main(argv) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == "input shape: 1x1x16x16 (batch 1; from --input-shape)"
+
+
 def _boxes(svg_path):
     """(attributes, rect, texts) of every node box of a graph SVG."""
     ns = {"s": "http://www.w3.org/2000/svg"}

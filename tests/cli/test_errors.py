@@ -13,9 +13,14 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def _fails(argv, capsys, match):
+    """One error line, last; before it only library warnings, one line each (the CLI shows
+    them; a diverging run's optimizer warns of its first skipped step, say)."""
     assert main(argv) != 0
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("trainonce: error:"), err
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines, "no error line"
+    *warned, err = lines
+    assert err.startswith("trainonce: error:"), lines
+    assert all(w.startswith("trainonce: warning: ") for w in warned), lines
     assert match in err, err
     return err
 
@@ -115,3 +120,43 @@ def test_entry_point_subprocess(tmp_path):
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [bad.stderr.strip()]
     assert "unknown model 'nope'" in bad.stderr
+
+
+def test_trace_error_is_one_line_without_torch_logs(tmp_path, capfd):
+    """torch.export prints its partial FX graph and logs symbolic-shape warnings (20+ lines)
+    around a trace error; the CLI shows only its own line. capfd: torch's log handler writes to
+    the process's stderr, not to sys.stderr as pytest replaced it."""
+    argv = ["analyze", "factories:value_branch_cnn", "--input-shape", "1,8,8",
+            "--graph", str(tmp_path / "g.svg")]
+    assert main(argv) == 1
+    err = capfd.readouterr().err.strip()
+    assert err.splitlines() == [err], err
+    assert err.startswith("trainonce: error: TraceError:") and "control flow" in err
+    from trainonce.trace import TraceError
+
+    with pytest.raises(TraceError):  # --debug: the traceback, and torch's own output with it
+        main(["--debug", *argv])
+    assert "def forward" in capfd.readouterr().err
+
+
+def test_library_warning_is_one_clean_line(tmp_path, capfd):
+    argv = ["analyze", "factories:unruled_op_cnn", "--input-shape", "1,8,8",
+            "--graph", str(tmp_path / "g.svg")]
+    assert main(argv) == 0
+    err = capfd.readouterr().err.strip().splitlines()
+    assert err == ["trainonce: warning: no channel rule for special_bessel_j0.default in the "
+                   "top-level forward: the channels it touches are kept whole"], err
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch: 7 s
+def test_entry_point_warning_has_no_source_echo(tmp_path):
+    """Python's own format adds the file, the category and the source line of the frame it
+    names (for a console script: `sys.exit(main())`); the CLI prints the message alone."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, str(Path(__file__).parent)])}
+    cmd = [sys.executable, "-m", "trainonce.cli.main", "analyze", "factories:unruled_op_cnn",
+           "--input-shape", "1,8,8", "--graph", str(tmp_path / "g.svg")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("trainonce: warning: no channel rule"), lines
+    assert "UserWarning" not in done.stderr and "main()" not in done.stderr

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from .console import quiet_torch
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -60,6 +62,8 @@ def run_analyze(args: argparse.Namespace) -> int:
     shape = _shape(args.input_shape) if args.input_shape else None
     channels = shape[0] if shape else (1 if args.model in BUILTIN else 3)
     built = build_model(args.model, args.num_classes, channels)
+    source = ("from --input-shape" if shape
+              else "the model's default; set another with --input-shape C,H,W")
     shape = shape or built.default_input_shape
     graph = Path(args.graph or f"{args.model.replace(':', '_').replace('/', '_')}-graph.html")
     if graph.suffix.lower() not in (".html", ".htm", ".svg"):
@@ -68,8 +72,12 @@ def run_analyze(args: argparse.Namespace) -> int:
         raise ValueError(f"cannot write {graph}: directory {graph.parent} does not exist")
     model = built.model.eval()
     example = (torch.randn(1, *shape),)
-    space = trainonce.analyze(model, example, mode=args.mode)
+    # the shape fixes what the analysis sees (strides, sizes), so the user is told which one
+    print(f"input shape: {'x'.join(map(str, example[0].shape))} (batch 1; {source})", flush=True)
+    with quiet_torch():
+        space = trainonce.analyze(model, example, mode=args.mode)
     print(space.summary(max_rows=args.max_rows))
-    write_graph(space, model, example, graph)
+    with quiet_torch():
+        write_graph(space, model, example, graph)
     print(f"\ndependency graph: {graph}")
     return 0

@@ -1,6 +1,7 @@
 """``trainonce`` entry point: argparse subcommands, and one-line errors with non-zero exits.
 
-``--debug`` shows the full traceback instead of the one-line error.
+Warnings are one line each and torch's trace logs are quiet (`console`); ``--debug`` shows the
+full traceback instead of the one-line error, and torch's logs.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import argparse
 import sys
 
 from . import analyze, export, run
+from .console import cli_console
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="trainonce",
         description="Train a network once and prune it in the same run (Only-Train-Once family).",
     )
-    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.add_argument("--debug", action="store_true",
+                   help="show tracebacks on errors, and torch's own logs while tracing")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run.add_parser(sub)
     analyze.add_parser(sub)
@@ -34,7 +37,8 @@ def _one_line(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with cli_console(debug=args.debug):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("trainonce: interrupted", file=sys.stderr)
         return 130

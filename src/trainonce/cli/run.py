@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Subset, default_collate
 
+from .console import quiet_torch
 from .setup import (
     DEFAULT_OPTIMIZER_BY_KEPT,
     DEFAULT_OPTIMIZER_SPARSITY,
@@ -74,7 +75,7 @@ def add_parser(sub) -> None:
         choices=sorted(OPTIMIZERS),
         help="default: by target, "
         + ", ".join(f"{name} up to {upper:g} kept" for upper, name in DEFAULT_OPTIMIZER_BY_KEPT)
-        + f", {DEFAULT_OPTIMIZER_SPARSITY} for --target-sparsity",
+        + f", {DEFAULT_OPTIMIZER_SPARSITY} for --target-sparsity; h2spg with --mode erase/both",
     )
     p.add_argument(
         "--mode",
@@ -268,7 +269,8 @@ def _build(cfg: RunConfig, device: torch.device) -> _Job:
     adapt = _channel_adapter(cfg, built.in_channels, c_in)
     example = adapt(bundle.train[0][0].unsqueeze(0))
     model.eval()
-    space = trainonce.analyze(model, (example,), mode=cfg.mode)
+    with quiet_torch():
+        space = trainonce.analyze(model, (example,), mode=cfg.mode)
     total = cfg.epochs * full_batches_per_epoch(len(bundle.train), cfg.batch_size)
     model.to(device)
     loss_fn = None

@@ -9,13 +9,18 @@ import importlib
 from types import ModuleType
 
 
+def install_hint(extra: str) -> str:
+    """How to install an extra: trainonce is not on PyPI, so from a checkout, torch pinned."""
+    return f"pip install -c constraints.txt -e '.[{extra}]' in a trainonce checkout"
+
+
 def require(module: str, purpose: str, extra: str = "cli") -> ModuleType:
-    """Import ``module`` or raise ImportError naming ``pip install 'trainonce[extra]'``."""
+    """Import ``module`` or raise ImportError naming the extra to install (`install_hint`)."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         pkg = module.split(".")[0]
         raise ImportError(
             f"{purpose} needs the optional package '{pkg}' ({exc}); "
-            f"install it with: pip install 'trainonce[{extra}]'"
+            f"install the '{extra}' extra: {install_hint(extra)}"
         ) from exc

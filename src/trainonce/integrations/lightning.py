@@ -8,13 +8,14 @@ from typing import Any
 
 from torch import nn
 
+from ..data.optional import install_hint
 from . import Pruning
 
 try:
     import lightning.pytorch as pl
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("trainonce.integrations.lightning needs lightning: "
-                      "pip install 'trainonce[lightning]'") from exc
+                      + install_hint("lightning")) from exc
 
 
 class TrainOnceCallback(pl.Callback):

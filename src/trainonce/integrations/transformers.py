@@ -8,13 +8,14 @@ from typing import Any
 
 from torch import nn
 
+from ..data.optional import install_hint
 from . import Pruning
 
 try:
     from transformers import Trainer, TrainerCallback
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("trainonce.integrations.transformers needs transformers and accelerate: "
-                      "pip install 'trainonce[hf]'") from exc
+                      + install_hint("hf")) from exc
 
 
 class TrainOnceCallback(TrainerCallback):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..data.optional import require
+from ..data.optional import install_hint, require
 from ..spec import resolve_callable
 from .resnet import ResNet8
 
@@ -104,7 +104,7 @@ def build_model(spec: str, num_classes: int = 10, in_channels: int = 1) -> Built
     hint = (
         ""
         if timm is not None
-        else " (timm/torchvision not installed: pip install 'trainonce[vision]')"
+        else f" (timm/torchvision not installed: {install_hint('vision')})"
     )
     raise ValueError(
         f"unknown model '{spec}': use a built-in ({', '.join(BUILTIN)}), a torchvision or timm "
