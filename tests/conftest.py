@@ -15,6 +15,10 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # a channel rule that fails with anything but RuleError is a bug: fail the test, don't pin
 os.environ.setdefault("TRAINONCE_STRICT_RULES", "1")
 
+# `make test` runs two xdist workers on this 2-core machine: one thread each, or they fight
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
 try:
     torch.ops.torchvision.nms  # noqa: B018
 except (AttributeError, RuntimeError):
