@@ -162,6 +162,12 @@ def test_clear_errors():
         ATO(space, target_group_sparsity=0.5, total_steps=50, loss_fn=lambda: 0)
     with pytest.raises(ValueError, match="pruning_periods"):
         ATO(space, target_flops=0.5, total_steps=50, loss_fn=lambda: 0, pruning_periods=3)
+    with pytest.raises(ValueError, match="pruning_periods"):  # phases given, no total_steps
+        ATO(space, target_flops=0.5, start_pruning_step=2, pruning_steps=15, loss_fn=lambda: 0,
+            pruning_periods=3)
+    # phases given: still one controller phase of all 15 steps (it used to end after 10)
+    opt = ATO(space, target_flops=0.5, start_pruning_step=2, pruning_steps=15, loss_fn=lambda: 0)
+    assert (opt.schedule.periods, opt.schedule.end) == (1, 17)
 
 
 def test_cli_builds_ato_with_its_loss_fn():

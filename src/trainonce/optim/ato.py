@@ -269,7 +269,12 @@ class ATO(ZigOptimizer):
 
 
 def _default_schedule(common: dict[str, Any]) -> None:
-    """ATO's phases from ``total_steps``: warm-up 10%, controller phase to half of training."""
+    """ATO's phases from ``total_steps``: warm-up 10%, controller phase to half of training;
+    one period however the phases are given (the controller phase is one period)."""
+    if common.get("pruning_periods") is None:
+        common["pruning_periods"] = 1
+    if common["pruning_periods"] != ATO.max_pruning_periods:
+        raise ValueError("ATO has one controller phase: pruning_periods must be 1")
     total = common.get("total_steps")
     if total is None:
         return  # the base class asks for it or for start_pruning_step + pruning_steps
@@ -277,7 +282,3 @@ def _default_schedule(common: dict[str, Any]) -> None:
         common["start_pruning_step"] = max(1, round(0.1 * total))
     if common.get("pruning_steps") is None:
         common["pruning_steps"] = max(1, total // 2 - common["start_pruning_step"])
-    if common.get("pruning_periods") is None:
-        common["pruning_periods"] = 1
-    if common["pruning_periods"] != ATO.max_pruning_periods:
-        raise ValueError("ATO has one controller phase: pruning_periods must be 1")
