@@ -45,14 +45,28 @@ class Pruning:
         return {f"trainonce/{k}": float(m[k]) for k in LOGGED}
 
     def finish(self, model: nn.Module, default_dir: str | os.PathLike) -> nn.Module:
-        """Slim ``model`` (a copy: the trained model is left as it is) and save it."""
+        """Slim ``model`` (a copy: the trained model is left as it is, modes included) and
+        save it."""
         import trainonce
+        from trainonce.pristine import pristine
 
-        was_training = model.training
-        model.eval()
-        try:
+        with pristine(model):
+            model.eval()
             self.slim = trainonce.construct_subnet(model, self.space).eval()
-        finally:
-            model.train(was_training)
         trainonce.save(self.slim, Path(self.slim_dir or default_dir))
         return self.slim
+
+
+class PruningView:
+    """What both callbacks show of their `Pruning` (``self.pruning``): the search space and,
+    once training ended, the slim model."""
+
+    pruning: Pruning
+
+    @property
+    def space(self):
+        return self.pruning.space
+
+    @property
+    def slim(self) -> nn.Module | None:
+        return self.pruning.slim

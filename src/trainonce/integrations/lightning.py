@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from ..data.optional import install_hint
-from . import Pruning
+from . import Pruning, PruningView
 
 try:
     import lightning.pytorch as pl
@@ -18,7 +18,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                       + install_hint("lightning")) from exc
 
 
-class TrainOnceCallback(pl.Callback):
+class TrainOnceCallback(pl.Callback, PruningView):
     """Prunes ``getattr(pl_module, model_attr)`` (the LightningModule itself if ``model_attr``
     is None) while Lightning trains it. The module's ``configure_optimizers`` returns
     `trainonce_optimizer(self)`; ``optimizer_kwargs`` go to that optimizer (``lr=0.05``,
@@ -34,14 +34,6 @@ class TrainOnceCallback(pl.Callback):
                              "leave it out")
         self.model_attr = model_attr
         self.pruning = Pruning(example_inputs, optimizer, slim_dir, optimizer_kwargs)
-
-    @property
-    def space(self):
-        return self.pruning.space
-
-    @property
-    def slim(self) -> nn.Module | None:
-        return self.pruning.slim
 
     def network(self, pl_module: pl.LightningModule) -> nn.Module:
         return pl_module if self.model_attr is None else getattr(pl_module, self.model_attr)

@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from torch import nn
-
 from ..data.optional import install_hint
-from . import Pruning
+from . import Pruning, PruningView
 
 try:
     from transformers import Trainer, TrainerCallback
@@ -18,7 +16,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                       + install_hint("hf")) from exc
 
 
-class TrainOnceCallback(TrainerCallback):
+class TrainOnceCallback(TrainerCallback, PruningView):
     """Holds the pruning recipe; at the end of training writes the slim model to ``slim_dir``
     (default ``<output_dir>/slim``, via `trainonce.save`) and keeps it as ``self.slim``.
 
@@ -32,14 +30,6 @@ class TrainOnceCallback(TrainerCallback):
             raise ValueError("total_steps comes from the Trainer (max_steps or epochs); "
                              "leave it out")
         self.pruning = Pruning(example_inputs, optimizer, slim_dir, optimizer_kwargs)
-
-    @property
-    def space(self):
-        return self.pruning.space
-
-    @property
-    def slim(self) -> nn.Module | None:
-        return self.pruning.slim
 
     def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
         if self.pruning.opt is None or _unwrap(optimizer) is not self.pruning.opt:
