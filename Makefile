@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e ".[cli,vision,hf,lightning,dev]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[cli,vision,hf,lightning,yolo,dev]"
 	touch $(STAMP)
 
 run: $(STAMP)

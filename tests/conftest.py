@@ -40,7 +40,8 @@ def analysed():
 # multi-process runs. `make test-fast` (-m "not slow") leaves them out of the edit loop; single
 # slow tests elsewhere carry @pytest.mark.slow themselves. `make test` runs everything.
 SLOW_FILES = {
-    "test_zoo_torchvision.py", "test_zoo_timm.py", "test_zoo_hf.py", "test_erasing_mnist.py",
+    "test_zoo_torchvision.py", "test_zoo_timm.py", "test_zoo_yolo.py", "test_zoo_hf.py",
+    "test_erasing_mnist.py",
     "test_meta_llama.py", "cli/test_resume.py", "cli/test_run.py", "cli/test_run_erase.py",
     "cli/test_user_specs.py", "cli/test_zoo_data.py", "optim/test_digits.py",
     "optim/test_ato_digits.py", "optim/test_ddp.py", "optim/test_erase_optimizers.py",

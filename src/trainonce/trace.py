@@ -8,6 +8,7 @@ restored, and outputs that hold non-tensor objects (e.g. Hugging Face caches).
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
@@ -295,7 +296,11 @@ def trace(model: nn.Module, example_inputs: Any, *, dynamic_batch: bool = False)
     shapes = None
     if dynamic_batch:
         args, kwargs, shapes = _dynamic_batch(args, kwargs)
-    with pristine(model):  # the forward may cache traced tensors on the model: none stay
+    with pristine(model), warnings.catch_warnings():
+        # the forward may cache traced tensors on the model (YOLO's anchors); torch.export
+        # warns to make them buffers, but `pristine` removes them: nothing for the user to do
+        warnings.filterwarnings("ignore", message="The tensor attributes .* were assigned "
+                                "during export", category=UserWarning)
         model.eval()
         try:
             program = torch.export.export(TensorOutputs(model), args, kwargs,

@@ -29,8 +29,10 @@ class _Sizes:
     def __init__(self, analysis: Analysis, zero: torch.Tensor) -> None:
         self.analysis = analysis
         sig = analysis.traced.program.graph_signature
+        # parameters, buffers and plain tensor attributes (YOLO's ``stride``: a lifted constant)
         self._placeholders = {target: name for name, target in (
-            *sig.inputs_to_parameters.items(), *sig.inputs_to_buffers.items())}
+            *sig.inputs_to_parameters.items(), *sig.inputs_to_buffers.items(),
+            *sig.inputs_to_lifted_tensor_constants.items())}
         self.zero = zero.bool().cpu()
         self.gone = analysis.removed_atoms(self.zero)
 

@@ -1,0 +1,52 @@
+"""ultralytics YOLO (v8 and 11; detect, segment, pose, classify) built from its yaml: the
+analysis leaves the never-run model working, and the slim model reproduces the zeroed one."""
+
+import copy
+
+import pytest
+import torch
+from equivalence import check_slim, group_counts, make_zeroing_visible
+
+import trainonce
+from trainonce.subnet.verify import run
+
+tasks = pytest.importorskip("ultralytics.nn.tasks")
+
+# yaml: (model class, groups, prunable groups, prunable ZIGs) at 64x64; YOLO11's C3k2/C2PSA
+# split their hidden channels with a stored int, so their slim model is the traced program
+YOLO = {
+    "yolov8n.yaml": ("DetectionModel", 141, 56, 4512),
+    "yolo11n.yaml": ("DetectionModel", 158, 67, 5530),
+    "yolov8n-seg.yaml": ("SegmentationModel", 170, 65, 4896),
+    "yolo11n-pose.yaml": ("PoseModel", 177, 73, 5836),
+    "yolov8n-cls.yaml": ("ClassificationModel", 60, 24, 3072),
+}
+
+
+@pytest.mark.parametrize("cfg", sorted(YOLO))
+def test_yolo_analysis_leaves_the_model_and_slims_exactly(cfg):
+    cls_name, *counts = YOLO[cfg]
+    torch.manual_seed(0)
+    model = getattr(tasks, cls_name)(cfg, verbose=False)
+    x = torch.randn(1, 3, 64, 64)
+    reference = copy.deepcopy(model)
+    # built, analysed, then trained (it never ran before): Detect caches anchors in its
+    # forward while tracing, and none may stay on the model
+    space = trainonce.analyze(model, x)
+    assert group_counts(space) == tuple(counts), space.summary()
+    for mine, ref in zip(model.modules(), reference.modules()):  # e.g. Detect.shape, anchors
+        assert vars(mine).keys() == vars(ref).keys()
+        for k, v in vars(ref).items():
+            if isinstance(v, torch.Tensor):
+                assert type(vars(mine)[k]) is type(v) and torch.equal(vars(mine)[k], v), k
+            elif k == "shape" or isinstance(v, (int, float, str, type(None))):
+                assert vars(mine)[k] == v, k
+    probe = torch.randn(2, 3, 64, 64)
+    for m in (model, reference):  # a training forward after the analysis runs (and moves
+        m.train()                  # BatchNorm statistics in both alike)
+        m(probe)
+    got, want = run(model, (probe,), {}), run(reference, (probe,), {})
+    assert all(torch.equal(a, b) for a, b in zip(got, want)) and len(got) == len(want)
+    make_zeroing_visible(model, x)
+    index = sorted(YOLO).index(cfg)
+    check_slim(model, x, sparsities=((0.3, 0.7)[index % 2],), seeds=(index,), space=space)
