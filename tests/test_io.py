@@ -9,6 +9,7 @@ from handwritten import CASES
 from torch import nn
 
 import trainonce
+from trainonce.subnet.recipe import VERSION
 
 
 def factory():
@@ -90,7 +91,7 @@ def first_removed(recipe):
     (lambda r: r.update(zero_zigs=[-1]), "'zero_zigs' must list ZIG ids"),
     (lambda r: r.update(inputs={"args": [{"tensor": [2], "dtype": "nope"}], "kwargs": {}}),
      "'inputs' has an unknown dtype"),
-    (lambda r: r.update(version=3), "'version' is 3"),
+    (lambda r: r.update(version=VERSION + 1), f"'version' is {VERSION + 1}"),
     (lambda r: r.update(format="other/1"), "'format' is 'other/1'"),
     (lambda r: r.update(weights_sha256=None), "'weights_sha256' must be a str"),
 ])
@@ -139,7 +140,7 @@ def test_version_1_recipe_still_loads(tmp_path):
     assert back.trainonce_recipe.version == 1
     assert torch.equal(slim(x), back(x))
     trainonce.save(back, out)  # saved again: in the current version, with a hash
-    assert json.loads((out / "recipe.json").read_text())["version"] == 2
+    assert json.loads((out / "recipe.json").read_text())["version"] == VERSION
 
 
 def test_failed_recipe_write_keeps_previous_save(tmp_path, monkeypatch):
@@ -194,3 +195,10 @@ def test_save_leaves_other_files_alone(tmp_path):
     with pytest.raises(ValueError, match=r"holds other files \(notes.txt\)"):
         trainonce.save(trainonce.construct_subnet(model, space), tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_version_2_recipe_still_loads(tmp_path):
+    out, slim, x = saved(tmp_path)
+    edit_recipe(out, lambda r: r.update(version=2))  # flat tensor inputs: what 2 could say
+    back = trainonce.load(out, factory)
+    assert back.trainonce_recipe.version == 2 and torch.equal(slim(x), back(x))

@@ -22,7 +22,8 @@ from .program import slim_program
 from .slicing import apply_plan
 
 FORMAT = "trainonce-slim"
-VERSION = 2  # 2: format and version apart, weights_sha256, structures; 1: "trainonce-slim/1"
+VERSION = 3  # 3: nested (dict/list/tuple) input specs; 2: format and version apart,
+# weights_sha256, structures; 1: "trainonce-slim/1". Older files still load.
 KINDS = ("eager", "program")
 
 Plan = dict[str, dict[int, torch.Tensor]]  # parameter/buffer name -> dim -> kept positions
