@@ -84,7 +84,7 @@ def train_step(model: nn.Module, inputs) -> None:
     model.train()
     args, kwargs = trainonce.trace.normalize_inputs(inputs)
     out = model(*args, **kwargs)
-    loss = sum(t.float().pow(2).mean() for t in trainonce.trace._tensor_leaves(out)
+    loss = sum(t.float().pow(2).mean() for t in trainonce.trace.tensor_leaves(out)
                if t.is_floating_point())
     loss.backward()
     before = [p.detach().clone() for p in model.parameters()]
@@ -110,7 +110,7 @@ def analyze_untouched(model: nn.Module, inputs, probe=None, **kwargs):
         with torch.no_grad():
             was = [m.training for m in model.modules()]
             model.eval()
-            out = [t.clone() for t in trainonce.trace._tensor_leaves(model(*args, **kw))]
+            out = [t.clone() for t in trainonce.trace.tensor_leaves(model(*args, **kw))]
             for m, flag in zip(model.modules(), was):
                 m.training = flag
         return ({k: v.clone() for k, v in model.state_dict().items()}, was,

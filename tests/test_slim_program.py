@@ -10,7 +10,7 @@ from torch import nn
 
 import trainonce
 from trainonce.subnet.interface import SlimProgram
-from trainonce.trace import _tensor_leaves
+from trainonce.trace import tensor_leaves
 
 
 class AttentionDict(nn.Module):
@@ -56,7 +56,7 @@ def test_output_structure_and_any_batch_size(batch):
         assert isinstance(got, dict) and list(got) == ["logits", "extra"]
         assert isinstance(got["extra"], tuple) and got["extra"][1] == 3
         assert got["logits"].shape == (n, 5)
-        assert rel_diff(_tensor_leaves(ref), _tensor_leaves(got)) <= 1e-5
+        assert rel_diff(tensor_leaves(ref), tensor_leaves(got)) <= 1e-5
 
 
 def test_a_tensor_stays_a_tensor_and_train_mode_warns():

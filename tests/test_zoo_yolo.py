@@ -50,3 +50,20 @@ def test_yolo_analysis_leaves_the_model_and_slims_exactly(cfg):
     make_zeroing_visible(model, x)
     index = sorted(YOLO).index(cfg)
     check_slim(model, x, sparsities=((0.3, 0.7)[index % 2],), seeds=(index,), space=space)
+
+
+@pytest.mark.parametrize("cfg", ["yolov8n.yaml", "yolo11n.yaml"])
+def test_yolo_slim_exports_to_onnx_and_runs_in_onnxruntime(cfg, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from trainonce.exporters import export_onnx
+
+    torch.manual_seed(0)
+    model = tasks.DetectionModel(cfg, verbose=False)
+    x = torch.randn(1, 3, 64, 64)
+    space = trainonce.analyze(model, x)
+    make_zeroing_visible(model, x)
+    space.zero_random_groups(0.5, 0)
+    slim = trainonce.construct_subnet(model, space)
+    # every output of the head (boxes+classes and the three raw maps), not the first alone
+    assert export_onnx(slim, x, tmp_path / "slim.onnx") <= 1e-4 * 64
+    assert (tmp_path / "slim.onnx").stat().st_size > 0

@@ -15,6 +15,7 @@ from torch import nn
 from .atomic import atomic_write
 from .data.optional import require
 from .subnet.verify import max_rel_diff
+from .trace import tensor_leaves
 
 FORMATS = {"onnx": "model.onnx", "torch-export": "model.pt2", "safetensors": "model.safetensors"}
 
@@ -23,7 +24,16 @@ class ExportMismatch(RuntimeError):
     pass
 
 
-def _check(name: str, ref: torch.Tensor, got: torch.Tensor, atol: float) -> float:
+def _check(name: str, ref, got, atol: float) -> float:
+    """Max |ref - got| over every output tensor (tuples, lists and dicts flattened in order: a
+    YOLO head returns several); see `_check_tensor`."""
+    refs, gots = tensor_leaves(ref), tensor_leaves(got)
+    if len(refs) != len(gots):
+        raise ExportMismatch(f"{name} returns {len(gots)} output tensors, torch {len(refs)}")
+    return max(_check_tensor(name, r, g, atol) for r, g in zip(refs, gots))
+
+
+def _check_tensor(name: str, ref: torch.Tensor, got: torch.Tensor, atol: float) -> float:
     """Max |ref - got|; refused beyond ``atol * max(1, max|ref|)`` or on a NaN mismatch (the
     relative rule of `trainonce.subnet.verify`, with a floor of 1 for tiny outputs)."""
     ref, got = ref.float(), torch.as_tensor(got).float()
@@ -63,8 +73,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, atol: float
         with torch.no_grad():
             ref = model(check_x)
         sess = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
-        got = sess.run(None, {sess.get_inputs()[0].name: check_x.numpy()})[0]
-        diff.append(_check("ONNX (onnxruntime)", ref, torch.from_numpy(got), atol))
+        got = sess.run(None, {sess.get_inputs()[0].name: check_x.numpy()})
+        diff.append(_check("ONNX (onnxruntime)", ref, [torch.from_numpy(g) for g in got], atol))
 
     atomic_write(path, write)
     return diff[0]

@@ -50,21 +50,21 @@ def normalize_inputs(example_inputs: Any) -> tuple[tuple, dict]:
     )
 
 
-def _tensor_leaves(out: Any) -> list[torch.Tensor]:
+def tensor_leaves(out: Any) -> list[torch.Tensor]:
     """Tensors in a model's output, in a stable order; other objects (caches...) are dropped."""
     if isinstance(out, torch.Tensor):
         return [out]
     if isinstance(out, dict):  # includes transformers' ModelOutput
-        return [t for v in out.values() for t in _tensor_leaves(v)]
+        return [t for v in out.values() for t in tensor_leaves(v)]
     if isinstance(out, (tuple, list)):
-        return [t for v in out for t in _tensor_leaves(v)]
+        return [t for v in out for t in tensor_leaves(v)]
     return []
 
 
 @dataclass
 class OutputTemplate:
     """The model's output with every tensor replaced by its index in the flat list (in the
-    order of `trace._tensor_leaves`); non-tensor leaves that cannot be rebuilt are named in
+    order of `trace.tensor_leaves`); non-tensor leaves that cannot be rebuilt are named in
     ``dropped`` and come back as None."""
 
     tree: Any
@@ -120,7 +120,7 @@ class TensorOutputs(nn.Module):
         self.model = model
 
     def forward(self, *args, **kwargs):
-        return tuple(_tensor_leaves(self.model(*args, **kwargs)))
+        return tuple(tensor_leaves(self.model(*args, **kwargs)))
 
 
 @dataclass
