@@ -53,25 +53,17 @@ class ChannelGrid(nn.Module):
         return self.head(y.mean(2))
 
 
+# an anchor grid from the feature map's shape couples nothing (all 16 channels stay prunable);
+# a grid of a channel vector carries those channels through meshgrid
 @pytest.mark.parametrize("indexing", ["ij", "xy"])
-def test_anchor_grid_has_a_rule_and_slims_exactly(indexing):
+@pytest.mark.parametrize(("cls", "zigs"), [(AnchorHead, 16), (ChannelGrid, 8)],
+                         ids=["anchor_grid", "channel_grid"])
+def test_meshgrid_has_a_rule_and_slims_exactly(cls, zigs, indexing):
     torch.manual_seed(0)
-    model, x = AnchorHead(indexing), torch.randn(2, 3, 6, 5)
+    model, x = cls(indexing), torch.randn(2, 3, 6, 5)
     make_zeroing_visible(model, x)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "no channel rule for meshgrid"
         space = trainonce.analyze(model, x)
-    assert space.num_prunable_zigs == 16
-    check_slim(model, x, space=space)
-
-
-@pytest.mark.parametrize("indexing", ["ij", "xy"])
-def test_meshgrid_carries_the_channels_of_its_input(indexing):
-    torch.manual_seed(0)
-    model, x = ChannelGrid(indexing), torch.randn(2, 3, 6, 5)
-    make_zeroing_visible(model, x)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        space = trainonce.analyze(model, x)
-    assert space.num_prunable_zigs == 8
+    assert space.num_prunable_zigs == zigs
     check_slim(model, x, space=space)
