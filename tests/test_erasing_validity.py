@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import trainonce
+from trainonce.optim.budgets import Params
 from trainonce.optim.targets import Pool, select_cost, select_count
 
 OPS = ("conv3", "conv1", "skip", "pool")
@@ -105,7 +106,7 @@ def test_selection_and_random_draws_are_always_valid(spec, seed):
         score = torch.rand(space.num_zigs, generator=gen, dtype=torch.float64)
         already = torch.zeros(space.num_zigs, dtype=torch.bool)
         for chosen in (select_count(0.99, score, already, pool),
-                       select_cost(space, "params", 0.01, score, already, pool)):
+                       select_cost(space, Params(0.01), 0.01, score, already, pool)):
             removed = set().union(*(names[int(z)] for z in torch.nonzero(chosen).flatten()))
             assert space.valid(chosen) and oracle_valid(spec, removed)
             # greedy is maximal: any further unit would break validity

@@ -8,6 +8,7 @@ import torch
 from handspace import SmallCNN, smallcnn_space
 
 from trainonce.optim import OPTIMIZERS as REGISTRY
+from trainonce.optim.budgets import GroupSparsity
 
 # Every registered optimizer (ATO and any registered later): the contract tests iterate these.
 OPTIMIZERS = list(REGISTRY.values())
@@ -20,8 +21,8 @@ def name(cls) -> str:
 
 def target_kw(cls, sparsity: float = 0.4, flops: float = 0.5) -> dict:
     """A group-sparsity target where ``cls`` takes one, else a FLOPs target (its
-    ``target_kinds`` say which; ATO keeps a share of the FLOPs/params only)."""
-    if "group_sparsity" in cls.target_kinds:
+    ``budgets`` say which; ATO keeps a cost share only)."""
+    if GroupSparsity in cls.budgets:
         return {"target_group_sparsity": sparsity}
     return {"target_flops": flops}
 

@@ -108,7 +108,7 @@ def test_budget_ramp_lowers_the_controller_target_from_one_to_the_budget():
 def test_a_controller_far_from_the_budget_at_the_freeze_warns():
     model, _, opt = _run(total=40, target=0.3, controller_lr=1e-9)
     sched = torch.optim.lr_scheduler.StepLR(opt, 100)  # wraps opt.step: one more frame
-    with pytest.warns(UserWarning, match="controller's mask kept 100.0% of the flops") as rec:
+    with pytest.warns(UserWarning, match="controller's mask kept 100.0% of the FLOPs") as rec:
         train_steps(model, opt, 0, 40)
         sched.step()
     assert rec[0].filename.endswith("runs.py")  # points at the caller's opt.step()
@@ -180,7 +180,8 @@ def test_cli_builds_ato_with_its_loss_fn():
     assert type(opt) is ATO and opt.loss_fn is loss_fn and opt.target.value == 0.4
     assert (opt.schedule.start, opt.schedule.end) == (5, 25)
     with pytest.raises(ValueError, match="target_flops or target_params"):
-        build_optimizer(RunConfig(optimizer="ato", target_kind="sparsity"), space, 50, loss_fn)
+        cfg = RunConfig(optimizer="ato", target_kind="group_sparsity")
+        build_optimizer(cfg, space, 50, loss_fn)
 
 
 def test_proximal_step_is_the_group_soft_threshold():
@@ -236,5 +237,6 @@ def test_cli_default_optimizer_follows_the_budget():
     assert chosen("--target-flops", "0.05") == "ato"
     assert chosen("--target-flops", "0.5") != "ato"
     assert chosen() == chosen("--target-flops", "0.5")  # the default target
-    assert chosen("--target-sparsity", "0.5") == "hesso"  # ATO takes no group sparsity
+    assert chosen("--target-group-sparsity", "0.5") == "hesso"  # ATO takes no group sparsity
+    assert chosen("--target-sparsity", "0.5") == "hesso"  # the flag's name before 0.2
     assert chosen("--target-flops", "0.05", "--optimizer", "hspg") == "hspg"  # given wins

@@ -9,6 +9,7 @@ from hf_models import bert
 
 import trainonce
 from trainonce.optim.ato_mask import MaskApplier, kept_share, resource_loss
+from trainonce.optim.budgets import Flops
 
 
 def _resnet18():
@@ -93,8 +94,12 @@ def test_soft_cost_is_differentiable_and_matches_products():
     (w,) = torch.autograd.grad(want, m)
     assert torch.allclose(g, w)
     assert torch.autograd.gradcheck(lambda x: space.costs.soft("flops", x), (m,))
-    share, fixed = kept_share(space, "flops", m)
+    share, fixed = kept_share(space, Flops(0.5), m)
     assert 0 < float(share.detach()) < 1 and 0 <= fixed < 1
+    # the share runs from 0 (every prunable ZIG off) to 1 (dense)
+    off = (~space.prunable_mask).double()
+    assert float(kept_share(space, Flops(0.5), off)[0]) == pytest.approx(0.0, abs=1e-12)
+    assert float(kept_share(space, Flops(0.5), torch.ones_like(off))[0]) == pytest.approx(1.0)
 
 
 def test_resource_loss_shape():

@@ -10,6 +10,7 @@ from handspace import slim_smallcnn, smallcnn_space
 from runs import OPTIMIZERS, make_run, name, periods, train_steps
 
 from trainonce.optim import DHSPG, HESSO, HSPG
+from trainonce.optim.budgets import GroupSparsity, budget_kind
 
 VARIANTS = [("sgd", 0.05), ("adam", 0.01), ("adamw", 0.01)]
 
@@ -34,7 +35,7 @@ def _state_zero_norm(opt, zero: torch.Tensor) -> float:
 # the one of an optimizer without either (ATO keeps a FLOPs/params share and zeroes at the end
 # of its one controller phase; test_ato.py tests its schedule, the contracts below all of them).
 PERIODIC = [
-    c for c in OPTIMIZERS if "group_sparsity" in c.target_kinds and periods(c, 3) == 3
+    c for c in OPTIMIZERS if GroupSparsity in c.budgets and periods(c, 3) == 3
 ]
 
 
@@ -112,7 +113,7 @@ def test_resume_is_bitwise(cls, variant, lr):
 @pytest.mark.parametrize("cls", OPTIMIZERS, ids=name)
 @pytest.mark.parametrize("kind", ["flops", "params"])
 def test_cost_target_met_within_one_percent(cls, kind):
-    assert kind in cls.target_kinds  # every optimizer takes a share of FLOPs/params to keep
+    assert budget_kind(kind) in cls.budgets  # every optimizer takes a FLOPs/params share
     total = 20
     model, space, opt = make_run(
         cls, widths=(32, 32, 64), lr=0.05, total_steps=total, **{f"target_{kind}": 0.5}

@@ -20,7 +20,8 @@ from trainonce.optim import (
     ZigOptimizer,
     register_optimizer,
 )
-from trainonce.optim.targets import Pool, Target, select
+from trainonce.optim.budgets import BUDGETS, COST_BUDGETS, Flops, GroupSparsity, Params
+from trainonce.optim.targets import Pool
 
 
 class Probe(HESSO):
@@ -39,13 +40,13 @@ def _space():
     return model, smallcnn_space(model)
 
 
-def test_target_kinds_are_declared_and_enforced():
+def test_budget_kinds_are_declared_and_enforced():
     """What an optimizer takes is said by its class (the contract tests read it)."""
     _, space = _space()
-    assert ATO.target_kinds == ("flops", "params") and ATO.max_pruning_periods == 1
-    assert all(c.target_kinds == ZigOptimizer.target_kinds for c in (HESSO, DHSPG, HSPG, H2SPG))
+    assert ATO.budgets == COST_BUDGETS and ATO.max_pruning_periods == 1
+    assert all(c.budgets == BUDGETS for c in (HESSO, DHSPG, HSPG, H2SPG, HESSOCRIC))
     with pytest.raises(ValueError, match="Probe takes target_flops, not target_group_sparsity"):
-        type("Probe", (HESSO,), {"target_kinds": ("flops",)})(
+        type("Probe", (HESSO,), {"budgets": (Flops,)})(
             space, target_group_sparsity=0.5, total_steps=10
         )
 
@@ -69,7 +70,7 @@ def test_registered_optimizer_is_built_with_common_arguments_and_loss_fn():
         opt = build_optimizer(cfg, space, total_steps=20, loss_fn=loss_fn)
         assert type(opt) is Probe and opt.loss_fn is loss_fn and opt.probe_scale == 2.0
         assert opt.variant == "adamw" and opt.param_groups[0]["lr"] == 0.01
-        assert opt.target == Target("params", cfg.target) and opt.schedule.total == 20
+        assert opt.target == Params(cfg.target) and opt.schedule.total == 20
         hesso = build_optimizer(RunConfig(), space, total_steps=20, loss_fn=loss_fn)
         assert type(hesso) is HESSO  # HESSO takes no loss_fn: not passed
     finally:
@@ -111,11 +112,11 @@ def test_admissible_hook_constrains_both_selectors():
 
     pool = Pool.of(space, admissible=admissible)
     none = torch.zeros(space.num_zigs, dtype=torch.bool)
-    free = select(space, Target("group_sparsity", 0.5), 0.5, score, none)
+    free = GroupSparsity(0.5).select(space, 0.5, score, none)
     assert int((free & in_mid).sum()) > 2  # without the hook "mid" goes first
-    count = select(space, Target("group_sparsity", 0.5), 0.5, score, none, pool)
+    count = GroupSparsity(0.5).select(space, 0.5, score, none, pool)
     assert int(count.sum()) == 16 and int((count & in_mid).sum()) == 2 and calls
-    cost = select(space, Target("flops", 0.7), 0.7, score, none, pool)
+    cost = Flops(0.7).select(space, 0.7, score, none, pool)
     assert int((cost & in_mid).sum()) <= 2
     assert 0.69 <= space.flops(~cost) / space.flops() <= 0.7
 

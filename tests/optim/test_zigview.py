@@ -6,8 +6,8 @@ import torch
 from handspace import SmallCNN, smallcnn_space
 
 import trainonce
+from trainonce.optim.budgets import Flops, GroupSparsity
 from trainonce.optim.saliency import CRITERIA, ZigStats, saliency_scores
-from trainonce.optim.targets import Target, select
 from trainonce.optim.zigview import ZigView, ext
 from trainonce.zoo.resnet import ResNet8
 
@@ -42,8 +42,8 @@ def test_norms_and_scaling_match_space():
 def test_group_count_selection_exact_and_keeps_one_per_group():
     _, space = _space()
     score = torch.rand(space.num_zigs, dtype=torch.float64)
-    t = Target("group_sparsity", 0.9)
-    chosen = select(space, t, 0.9, score, torch.zeros(space.num_zigs, dtype=torch.bool))
+    none = torch.zeros(space.num_zigs, dtype=torch.bool)
+    chosen = GroupSparsity(0.9).select(space, 0.9, score, none)
     assert int(chosen.sum()) == round(0.9 * space.num_zigs)
     # what may be removed: every prunable ZIG but the best-scoring one of each group
     removable = torch.zeros(space.num_zigs, dtype=torch.bool)
@@ -55,7 +55,7 @@ def test_group_count_selection_exact_and_keeps_one_per_group():
     assert not bool((chosen & ~removable).any())
     # lowest scores first inside it: at half the ZIGs, every chosen ZIG scores below every
     # removable one that stays
-    half = select(space, Target("group_sparsity", 0.5), 0.5, score,
+    half = GroupSparsity(0.5).select(space, 0.5, score,
                   torch.zeros(space.num_zigs, dtype=torch.bool))
     assert not bool((half & ~removable).any()) and bool((removable & ~half).any())
     assert score[half].max() < score[removable & ~half].min()
@@ -65,7 +65,7 @@ def test_flops_selection_meets_budget_from_below():
     _, space = _space()
     for frac in (0.7, 0.5, 0.3):
         score = torch.rand(space.num_zigs, dtype=torch.float64)
-        chosen = select(space, Target("flops", frac), frac, score, torch.zeros_like(score).bool())
+        chosen = Flops(frac).select(space, frac, score, torch.zeros_like(score).bool())
         kept = space.flops(~chosen) / space.flops()
         assert frac - 0.01 <= kept <= frac, (frac, kept)
 

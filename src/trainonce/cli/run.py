@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Subset, default_collate
 
+from ..optim.budgets import BUDGETS, GroupSparsity
 from .console import quiet_torch
 from .setup import (
     DEFAULT_OPTIMIZER_BY_KEPT,
@@ -41,9 +42,7 @@ TRAINING_OPTIONS = (
     "optimizer",
     "mode",
     "variant",
-    "target_flops",
-    "target_params",
-    "target_sparsity",
+    *(f"target_{b.name}" for b in BUDGETS),
     "epochs",
     "batch_size",
     "lr",
@@ -75,7 +74,8 @@ def add_parser(sub) -> None:
         choices=sorted(OPTIMIZERS),
         help="default: by target, "
         + ", ".join(f"{name} up to {upper:g} kept" for upper, name in DEFAULT_OPTIMIZER_BY_KEPT)
-        + f", {DEFAULT_OPTIMIZER_SPARSITY} for --target-sparsity; h2spg with --mode erase/both",
+        + f", {DEFAULT_OPTIMIZER_SPARSITY} for --target-group-sparsity; h2spg with --mode "
+        "erase/both",
     )
     p.add_argument(
         "--mode",
@@ -85,9 +85,12 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--variant", choices=["sgd", "adam", "adamw"], help=f"default: {d.variant}")
     t = p.add_mutually_exclusive_group()
-    t.add_argument("--target-flops", type=float, metavar="F", help="FLOPs kept (default 0.5)")
-    t.add_argument("--target-params", type=float, metavar="F", help="parameters kept")
-    t.add_argument("--target-sparsity", type=float, metavar="F", help="share of groups removed")
+    for b in BUDGETS:  # one flag per budget kind: --target-flops (the default, 0.5), ...
+        flags = ["--target-" + b.name.replace("_", "-")]
+        flags += ["--target-sparsity"] if b is GroupSparsity else []  # its name before 0.2
+        default = " (default 0.5)" if b.name == d.target_kind else ""
+        t.add_argument(*flags, dest=f"target_{b.name}", type=float, metavar="F",
+                       help=b.meaning + default)
     p.add_argument("--epochs", type=int, help=f"default: {d.epochs}")
     p.add_argument("--batch-size", type=int, help=f"default: {d.batch_size}")
     p.add_argument("--lr", type=float, help=f"default: {d.lr}")
@@ -143,11 +146,11 @@ def _given(args: argparse.Namespace, name: str) -> Any:
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
-    kind, target = "flops", 0.5
-    for k in ("flops", "params", "sparsity"):
-        v = getattr(args, f"target_{k}")
+    kind, target = RunConfig.target_kind, RunConfig.target
+    for b in BUDGETS:
+        v = getattr(args, f"target_{b.name}")
         if v is not None:
-            kind, target = k, v
+            kind, target = b.name, v
     check_target(kind, target)
     for name in ("epochs", "batch_size"):
         if _given(args, name) < 1:
@@ -307,7 +310,7 @@ def _train(job: _Job, cfg: RunConfig, run_dir: Path, state: dict | None, args) -
     b = job.bundle
     print(
         f"{cfg.model} on {cfg.data}: {len(b.train)} train / {len(b.test)} test, "
-        f"{cfg.optimizer} keeping {cfg.target:g} of {cfg.target_kind}, {total} steps -> "
+        f"{cfg.optimizer} {job.opt.target.describe()}, {total} steps -> "
         f"{run_dir}"
     )
     return train(

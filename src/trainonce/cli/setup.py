@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..optim.budgets import CostBudget, budget_kind
 from ..optim.registry import OPTIMIZERS, optimizer_class  # noqa: F401 (run's --optimizer choices)
 
 CONFIG_NAME = "config.json"
@@ -31,7 +32,7 @@ def default_optimizer(kind: str, target: float, mode: str = "prune") -> str:
     (erasing whole structures: H2SPG, OTOv3's optimizer for it)."""
     if mode != "prune":
         return "h2spg"
-    if kind == "sparsity":
+    if not issubclass(budget_kind(kind), CostBudget):
         return DEFAULT_OPTIMIZER_SPARSITY
     return next(name for upper, name in DEFAULT_OPTIMIZER_BY_KEPT if target <= upper)
 
@@ -43,7 +44,7 @@ class RunConfig:
     optimizer: str = "hesso"
     mode: str = "prune"  # prune | erase | both (what `trainonce.analyze` removes)
     variant: str = "sgd"
-    target_kind: str = "flops"  # flops | params | sparsity
+    target_kind: str = "flops"  # a budget name: flops | params | latency | group_sparsity
     target: float = 0.5
     epochs: int = 8
     batch_size: int = 64
@@ -57,15 +58,13 @@ class RunConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def target_kwargs(self) -> dict[str, float]:
-        key = {"flops": "target_flops", "params": "target_params"}.get(
-            self.target_kind, "target_group_sparsity"
-        )
-        return {key: self.target}
+        return {f"target_{self.target_kind}": self.target}
 
 
 def check_target(kind: str, value: float) -> None:
     if not 0.0 < value < 1.0:
-        raise ValueError(f"--target-{kind} must be strictly between 0 and 1, got {value}")
+        flag = "--target-" + kind.replace("_", "-")
+        raise ValueError(f"{flag} must be strictly between 0 and 1, got {value}")
 
 
 def check_output_dir(path: Path, resume: bool) -> None:
@@ -109,7 +108,11 @@ def load_config(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
         raise ValueError(f"{run_dir} is not a trainonce run directory (no {CONFIG_NAME})")
     try:
         raw = json.loads(path.read_text())
-        return RunConfig(**raw["config"]), raw["info"]
+        cfg = RunConfig(**raw["config"])
+        if cfg.target_kind == "sparsity":  # runs written before the budget names were one
+            cfg.target_kind = "group_sparsity"
+        budget_kind(cfg.target_kind)
+        return cfg, raw["info"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"corrupt run configuration {path}: {exc}") from exc
 

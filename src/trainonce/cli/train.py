@@ -110,6 +110,10 @@ class _SigintFlag:
         signal.signal(signal.SIGINT, self._old)
 
 
+# the metrics the bar shows, by their short names (latency_kept: under a latency target only)
+SHOWN = {"group_sparsity": "sparsity", "flops_kept": "flops", "latency_kept": "latency"}
+
+
 class _Bar:
     """The tqdm bar with smoothed loss / accuracy and the latest sparsity figures."""
 
@@ -125,15 +129,11 @@ class _Bar:
         lv, acc = rec["loss"], rec["acc"]
         self.loss = lv if self.loss is None else 0.9 * self.loss + 0.1 * lv
         self.acc = acc if self.acc is None else 0.9 * self.acc + 0.1 * acc
-        self.metrics.update({k: v for k, v in rec.items() if k in ("group_sparsity", "flops_kept")})
+        self.metrics.update({k: v for k, v in rec.items() if k in SHOWN})
         self.bar.update(1)
-        self.bar.set_postfix(
-            loss=f"{self.loss:.3f}",
-            acc=f"{self.acc:.3f}",
-            sparsity=f"{self.metrics.get('group_sparsity', 0.0):.2f}",
-            flops=f"{self.metrics.get('flops_kept', 1.0):.2f}",
-            refresh=False,
-        )
+        shown = {name: f"{self.metrics[k]:.2f}" for k, name in SHOWN.items() if k in self.metrics}
+        self.bar.set_postfix(loss=f"{self.loss:.3f}", acc=f"{self.acc:.3f}", **shown,
+                             refresh=False)
 
     def close(self) -> None:
         self.bar.close()

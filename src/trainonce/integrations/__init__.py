@@ -10,7 +10,8 @@ from typing import Any
 
 from torch import nn
 
-LOGGED = ("group_sparsity", "flops_kept", "params_kept")
+# latency_kept: only under a latency target (it needs the run's latency table)
+LOGGED = ("group_sparsity", "flops_kept", "params_kept", "latency_kept")
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Pruning:
 
     def metrics(self) -> dict[str, float]:
         m = self.opt.metrics()
-        return {f"trainonce/{k}": float(m[k]) for k in LOGGED}
+        return {f"trainonce/{k}": float(m[k]) for k in LOGGED if k in m}
 
     def finish(self, model: nn.Module, default_dir: str | os.PathLike) -> nn.Module:
         """Slim ``model`` (a copy: the trained model is left as it is, modes included) and

@@ -45,7 +45,8 @@ class TrainOnceTrainer(Trainer):
     """A `transformers.Trainer` whose optimizer is the trainonce optimizer of ``trainonce``
     (a `TrainOnceCallback`, added to the callbacks), built when training starts from the
     Trainer's step count; the Trainer's own LR schedule then drives its ``lr``. Logs carry
-    ``trainonce/group_sparsity``, ``trainonce/flops_kept`` and ``trainonce/params_kept``."""
+    ``trainonce/group_sparsity``, ``trainonce/flops_kept`` and ``trainonce/params_kept`` (and
+    ``trainonce/latency_kept`` under a latency target)."""
 
     def __init__(self, *args: Any, trainonce: TrainOnceCallback, **kwargs: Any) -> None:
         opts = kwargs.get("optimizers", (None, None))

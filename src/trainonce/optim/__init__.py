@@ -6,6 +6,7 @@
 
 from .ato import ATO
 from .base import ZigOptimizer
+from .budgets import BUDGETS, Budget, CostBudget, Flops, GroupSparsity, Latency, Params
 from .dhspg import DHSPG
 from .h2spg import H2SPG
 from .hesso import HESSO
@@ -13,10 +14,16 @@ from .hesso_cric import HESSOCRIC
 from .hspg import HSPG
 from .registry import OPTIMIZERS, optimizer_class, register_optimizer
 from .saliency import CRITERIA, ZigStats
-from .targets import Target
 
 __all__ = [
     "ATO",
+    "BUDGETS",
+    "Budget",
+    "CostBudget",
+    "Flops",
+    "GroupSparsity",
+    "Latency",
+    "Params",
     "CRITERIA",
     "DHSPG",
     "H2SPG",
@@ -24,7 +31,6 @@ __all__ = [
     "HESSOCRIC",
     "HSPG",
     "OPTIMIZERS",
-    "Target",
     "ZigOptimizer",
     "ZigStats",
     "optimizer_class",

@@ -16,8 +16,8 @@ from .ato_budget import fit_budget
 from .ato_controller import Controller, eval_mask, train_mask
 from .ato_mask import MaskApplier, kept_share, resource_loss
 from .base import ZigOptimizer
+from .budgets import COST_BUDGETS
 from .checks import user_stacklevel
-from .targets import cost_model
 from .zigview import ext
 
 
@@ -54,7 +54,7 @@ class ATO(ZigOptimizer):
     """
 
     needs_loss_fn = True
-    target_kinds = ("flops", "params")  # a share to keep: the resource loss is a cost share
+    budgets = COST_BUDGETS  # a share to keep: the resource loss is a cost share
     max_pruning_periods = 1  # one controller phase
 
     def __init__(
@@ -103,7 +103,7 @@ class ATO(ZigOptimizer):
         )
         self.gen = torch.Generator().manual_seed(controller_seed)
         self.applier = MaskApplier(space)
-        _, fixed = kept_share(space, self.target.kind, torch.ones(space.num_zigs))
+        _, fixed = kept_share(space, self.target, torch.ones(space.num_zigs))
         self.share_target = (self.target.value - fixed) / (1.0 - fixed)
         self.mask = torch.ones(space.num_zigs, dtype=torch.bool)  # noise-free mask (CPU)
         self.controller_loss = float("nan")
@@ -132,7 +132,7 @@ class ATO(ZigOptimizer):
                 st, _ = train_mask(logits, self.gate_bias, self.tau, self.gen)
                 st = torch.where(self.prunable, st, torch.ones_like(st))
                 task = self.applier.run(st, self.loss_fn)
-                share, _ = kept_share(self.space, self.target.kind, st)
+                share, _ = kept_share(self.space, self.target, st)
                 res = resource_loss(
                     share, self.share_target_at(t), self.resource_weight, self.resource_margin
                 )
@@ -201,12 +201,13 @@ class ATO(ZigOptimizer):
     def _freeze(self) -> None:
         with torch.no_grad():
             logits = self.controller()
-        cost, _, dense = cost_model(self.space, self.target.kind)
-        self.kept_at_freeze = cost(self.mask & ~self.zero.cpu()) / dense
+        budget = self.target
+        self.kept_at_freeze = (budget.cost(self.space, self.mask & ~self.zero.cpu())
+                               / budget.dense(self.space))
         if self.kept_at_freeze > 1.5 * self.target.value + 0.01:
             warnings.warn(
                 f"ATO: at the freeze (step {self._step}) the controller's mask kept "
-                f"{self.kept_at_freeze:.1%} of the {self.target.kind} against a target of "
+                f"{self.kept_at_freeze:.1%} of the {budget.label} against a target of "
                 f"{self.target.value:.1%}; the budget correction removes the difference at once, "
                 "by logit order, which costs accuracy. A larger controller_lr (the controller "
                 "then reaches the budget itself) or a longer run avoids it.",
@@ -218,7 +219,7 @@ class ATO(ZigOptimizer):
         # over-pruned mask gives its least confident ones back).
         dead = self.space.zero_mask() & self.prunable.cpu() & self.mask.cpu()
         zero = fit_budget(
-            self.space, self.target.kind, self.target.value, logits, self.mask,
+            self.space, budget, budget.value, logits, self.mask,
             self.zero.cpu() | dead, self.pool,
         )
         zero = self._sync(zero)

@@ -7,12 +7,13 @@ from __future__ import annotations
 import torch
 
 from ..space import SearchSpace
-from .targets import Pool, cost_model, fill_budget
+from .budgets import CostBudget
+from .targets import Pool, fill_budget
 
 
 def fit_budget(
     space: SearchSpace,
-    kind: str,
+    budget: CostBudget,
     fraction: float,
     logits: torch.Tensor,
     keep: torch.Tensor,
@@ -21,7 +22,7 @@ def fit_budget(
     tol: float = 0.002,
     refine: int = 128,
 ) -> torch.Tensor:
-    """Bool ``[num_zigs]``: the ZIGs to zero so that the kept ``kind`` cost is at most
+    """Bool ``[num_zigs]``: the ZIGs to zero so that the kept ``budget`` cost is at most
     ``fraction`` of the dense one and, where one ZIG's granularity allows, within ``tol`` of it.
 
     Removal order: ``already``, then the ZIGs the mask ``keep`` turns off from the most to the
@@ -31,7 +32,11 @@ def fit_budget(
     as it is (up to one ZIG), a mask over it is extended and one under it gives back its least
     confident removals.
     """
-    cost_fn, _, dense = cost_model(space, kind)
+    dense = budget.dense(space)
+
+    def cost_fn(keep: torch.Tensor) -> float:
+        return budget.cost(space, keep)
+
     logits = logits.detach().double().cpu()
     already = already.bool().cpu()
     free = pool.candidates(logits, already)  # every channel group keeps its best ZIG

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..space import SearchSpace
+from .budgets import CostBudget
 from .zigview import ZigView, ext
 
 
@@ -84,13 +85,13 @@ def resource_loss(
 
 
 def kept_share(
-    space: SearchSpace, kind: str, mask: torch.Tensor
+    space: SearchSpace, budget: CostBudget, mask: torch.Tensor
 ) -> tuple[torch.Tensor, float]:
-    """(kept share of the prunable ``kind`` cost under ``mask``, differentiable; the share of
-    the dense cost that no mask changes). ``kind``: "flops" or "params"."""
-    dense = space.costs.soft(kind, torch.ones(space.num_zigs, dtype=torch.float64))
-    fixed = float(dense) * (1.0 - space.costs.prunable_fraction(kind, space.prunable_mask))
-    movable = float(dense) - fixed
+    """(kept share of the prunable ``budget`` cost under ``mask``, differentiable; the share of
+    the dense cost that no mask changes)."""
+    dense = budget.dense(space)
+    fixed = dense * budget.fixed_share(space)
+    movable = dense - fixed
     if not movable > 0 or not math.isfinite(movable):
-        raise ValueError(f"the search space has no prunable {kind}")
-    return (space.costs.soft(kind, mask) - fixed) / movable, fixed / float(dense)
+        raise ValueError(f"the search space has no prunable {budget.label}")
+    return (budget.soft(space, mask) - fixed) / movable, fixed / dense

@@ -13,10 +13,11 @@ import torch.distributed as dist
 from torch.optim import Optimizer
 
 from ..space import SearchSpace
+from .budgets import BUDGETS, Budget, CostBudget, budget_from_args
 from .checks import check_hyperparams, frozen_zigs, grads_finite, user_stacklevel
 from .saliency import ZigStats
 from .schedule import Schedule
-from .targets import Pool, Target, check_reachable, select
+from .targets import Pool
 from .variant import STATE_KEYS, Scratch, decay, direction
 from .zigview import Factors, ZigView, ext
 
@@ -32,8 +33,10 @@ class ZigOptimizer(Optimizer):
       "adamw" (``betas`` (0.9, 0.999), ``eps`` 1e-8); ``weight_decay`` (0.0) is L2 for sgd/adam,
       decoupled for adamw. Hyper-parameters must be finite.
     - exactly one target: ``target_group_sparsity`` (share of prunable ZIGs to zero) or
-      ``target_flops`` / ``target_params`` (share of the dense model to KEEP); a target the
-      model cannot reach is refused here, naming the reachable bound.
+      ``target_flops`` / ``target_params`` / ``target_latency`` (share of the dense model to
+      KEEP; latency as ``latency_table``, a `trainonce.measure_latency` table, predicts it:
+      without one, a table is measured on the CPU at batch 1); a target the model cannot reach
+      is refused here, naming the reachable bound. The optimizer's `target` is that `Budget`.
     - the schedule: ``total_steps``, or ``start_pruning_step`` and ``pruning_steps``;
       ``pruning_periods`` (see `Schedule.from_args`).
     - ``sync_masks`` (True): under torch.distributed, every rank takes rank 0's selections.
@@ -54,7 +57,7 @@ class ZigOptimizer(Optimizer):
     arguments and passes the common ones on (``def __init__(self, space, lr=0.1, *, mine=...,
     **common)``), calls ``super().__init__`` first and then sets its own state: one phase, no
     second initialiser. Class attributes: ``needs_loss_fn = True`` when it needs a held-out
-    loss (the CLI then passes ``loss_fn``); ``target_kinds`` when it takes only some targets;
+    loss (the CLI then passes ``loss_fn``); ``budgets`` when it takes only some budget kinds;
     ``max_pruning_periods`` when its pruning phase has at most that many periods. `step` on
     step ``t`` (the count of taken steps; a skipped step runs none of this) calls the hooks
     in this order:
@@ -79,8 +82,8 @@ class ZigOptimizer(Optimizer):
     """
 
     needs_loss_fn: ClassVar[bool] = False
-    # the target kinds it takes ("group_sparsity", "flops", "params"); others are refused
-    target_kinds: ClassVar[tuple[str, ...]] = ("group_sparsity", "flops", "params")
+    # the budget kinds it takes (`budgets.BUDGETS`); others are refused
+    budgets: ClassVar[tuple[type[Budget], ...]] = BUDGETS
     max_pruning_periods: ClassVar[int | None] = None  # None: as many as pruning_steps
 
     def __init__(
@@ -97,6 +100,8 @@ class ZigOptimizer(Optimizer):
         target_group_sparsity: float | None = None,
         target_flops: float | None = None,
         target_params: float | None = None,
+        target_latency: float | None = None,
+        latency_table: Any = None,
         total_steps: int | None = None,
         start_pruning_step: int | None = None,
         pruning_steps: int | None = None,
@@ -124,10 +129,13 @@ class ZigOptimizer(Optimizer):
         self._groups_fixed = True
         self.space = space
         self.variant = variant
-        self.target = Target.from_args(target_group_sparsity, target_flops, target_params)
-        if self.target.kind not in self.target_kinds:
-            takes = " or ".join(f"target_{k}" for k in self.target_kinds)
-            raise ValueError(f"{type(self).__name__} takes {takes}, not target_{self.target.kind}")
+        self.target = budget_from_args(
+            space, latency_table=latency_table, owner=type(self).__name__,
+            target_group_sparsity=target_group_sparsity, target_flops=target_flops,
+            target_params=target_params, target_latency=target_latency)
+        if not isinstance(self.target, self.budgets):
+            takes = " or ".join(f"target_{b.name}" for b in self.budgets)
+            raise ValueError(f"{type(self).__name__} takes {takes}, not {self.target.keyword}")
         self.schedule = Schedule.from_args(
             total_steps, start_pruning_step, pruning_steps, pruning_periods
         )
@@ -137,7 +145,7 @@ class ZigOptimizer(Optimizer):
         self.view = ZigView(space, self._params)
         self.pool = Pool.of(space, exclude=frozen_zigs(space, type(self).__name__))
         self.prunable = self.pool.prunable
-        check_reachable(space, self.target, self.pool)
+        self.target.check_reachable(space, self.pool)
         self._step = 0
         self.skipped_steps = 0
         self.zero = torch.zeros(space.num_zigs, dtype=torch.bool)  # fixed exact zeros (CPU)
@@ -315,7 +323,7 @@ class ZigOptimizer(Optimizer):
         return sq[:-1], dsq[:-1], dot[:-1]
 
     def _select(self, fraction: float, score: torch.Tensor, already: torch.Tensor) -> torch.Tensor:
-        return self._sync(select(self.space, self.target, fraction, score, already, self.pool))
+        return self._sync(self.target.select(self.space, fraction, score, already, self.pool))
 
     def redundant_mask(self) -> torch.Tensor:
         """ZIGs currently marked redundant (zero, or being driven to zero)."""
@@ -332,7 +340,7 @@ class ZigOptimizer(Optimizer):
         keep = ~zero
         red = self.redundant_mask() & self.prunable
         n_prunable = max(1, int(self.prunable.sum()))
-        return {
+        out: dict[str, float | int | str] = {
             "step": self._step,
             "phase": self.schedule.phase(self._step),
             "group_sparsity": int((zero & self.prunable).sum()) / n_prunable,
@@ -343,6 +351,10 @@ class ZigOptimizer(Optimizer):
             "num_redundant": int(red.sum()),
             "skipped_steps": self.skipped_steps,
         }
+        if isinstance(self.target, CostBudget):  # the target's own kept share (latency_kept)
+            out[f"{self.target.name}_kept"] = (self.target.cost(self.space, keep)
+                                               / self.target.dense(self.space))
+        return out
 
     def _extra_state(self) -> dict[str, torch.Tensor]:
         return {}

@@ -4,7 +4,6 @@ penalty lambda_g * x_g/||x_g||, and the half-space projection restricted to G_p.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import torch
@@ -13,7 +12,6 @@ from ..space import SearchSpace
 from .base import ZigOptimizer
 from .rowscale import RowScale
 from .saliency import saliency_scores
-from .targets import Target
 from .zigview import ext
 
 # G_p never takes a group below SPREAD times the share a uniform cut would keep (see
@@ -27,15 +25,6 @@ SPREAD = 0.5
 # resnet50 parameters, DHSPG pruning step vs torch SGD: 3.1x with 1, 1.45x with 16 (1 thread);
 # 5k MNIST, DHSPG, 2 seeds, 50% / 30% FLOPs: 97.64 / 97.60 with 1, 97.80 / 97.96 with 16.
 STATS_EVERY = 16
-
-
-def uniform_keep(target: Target) -> float:
-    """Share of every group's ZIGs a uniform cut keeps to meet ``target``: ``1 - s`` for group
-    sparsity, ``sqrt(f)`` for FLOPs/params (a layer's cost scales with its input and output
-    widths)."""
-    if target.kind == "group_sparsity":
-        return 1.0 - target.value
-    return math.sqrt(target.value)
 
 
 def spread_guard(
@@ -153,7 +142,7 @@ class HalfSpaceOptimizer(ZigOptimizer):
         (a structure is a size-1 group: it may go whole, as far as validity allows)."""
         alive = self.prunable & ~self.zero
         score = self._selection_score(self.zig_stats(dirs))
-        keep = SPREAD * uniform_keep(self.target)
+        keep = SPREAD * self.target.uniform_keep()
         guarded = alive if self.pool.structures is None else alive & ~self.pool.structures
         score = spread_guard(score, guarded, self.pool.gid, self.prunable, keep)
         return self._select(self.target.fraction_at(1.0), score, self.zero)

@@ -11,7 +11,6 @@ import torch
 
 from ..space import SearchSpace
 from .hesso import HESSO
-from .targets import select
 from .zigview import ext
 
 
@@ -106,7 +105,7 @@ class HESSOCRIC(HESSO):
             evals, n_viol = 0, 0
             for _cycle in range(self.cric_cycles):
                 score = torch.where(excluded, torch.full_like(sal, float("inf")), sal)
-                chosen = select(self.space, self.target, fraction, score, self.zero, self.pool)
+                chosen = self.target.select(self.space, fraction, score, self.zero, self.pool)
                 chosen &= ~self.zero
                 todo = torch.nonzero(chosen & ~measured).flatten()
                 todo = todo[torch.sort(sal[todo], stable=True).indices]

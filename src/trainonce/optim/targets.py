@@ -1,69 +1,24 @@
-"""Budget selection: which ZIGs to make redundant for a group-count, FLOPs or params target.
+"""Selection: which ZIGs to make redundant for a budget (`budgets`), drawn from a `Pool`.
 
-`select` dispatches to `select_count` (group sparsity: the lowest scores) or `select_cost`
-(FLOPs/params: saliency per square root of cost, the prefix meeting the budget found by binary
-search on the exact ``space.flops``/``space.num_params``, then `fill_budget`, which ATO's
-budget correction shares). Both draw from a `Pool`: what the
-optimizer may zero, plus one hook (``admissible``) for constraints between ZIGs.
-`check_reachable` refuses a target no selection can meet.
+`select_count` (group sparsity) takes the lowest scores; `select_cost` (any cost budget) takes
+saliency per square root of cost and the shortest prefix meeting the budget (binary search on
+the budget's exact cost), then `fill_budget`, which ATO's budget correction shares. A `Pool` is
+what the optimizer may zero, plus one hook (``admissible``) for constraints between ZIGs.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..space import SearchSpace
 
-
-@dataclass(frozen=True)
-class Target:
-    """Exactly one budget. ``kind`` in {"group_sparsity", "flops", "params"}; for "flops" and
-    "params" ``value`` is the fraction of the dense model to KEEP, for "group_sparsity" the
-    fraction of prunable ZIGs to zero."""
-
-    kind: str
-    value: float
-
-    @classmethod
-    def from_args(
-        cls,
-        target_group_sparsity: float | None,
-        target_flops: float | None,
-        target_params: float | None,
-    ) -> Target:
-        given = {
-            k: v
-            for k, v in (
-                ("group_sparsity", target_group_sparsity),
-                ("flops", target_flops),
-                ("params", target_params),
-            )
-            if v is not None
-        }
-        if len(given) != 1:
-            raise ValueError(
-                "give exactly one of target_group_sparsity, target_flops, target_params "
-                f"(got {sorted(given) or 'none'})"
-            )
-        kind, value = next(iter(given.items()))
-        if isinstance(value, (str, bool)):  # "0.5" from a config file would pass float()
-            raise TypeError(f"target_{kind} must be a number in (0, 1), got {value!r} "
-                            f"({type(value).__name__}); e.g. target_{kind}=0.5")
-        if not 0.0 < float(value) < 1.0:
-            raise ValueError(f"target_{kind} must be in (0, 1), got {value}")
-        return cls(kind, float(value))
-
-    def fraction_at(self, progress: float) -> float:
-        """Cumulative target after ``progress`` in (0, 1] of the pruning phase: zero share for
-        group sparsity, kept share for FLOPs/params (linear from 1 down to the target)."""
-        if self.kind == "group_sparsity":
-            return self.value * progress
-        return 1.0 - (1.0 - self.value) * progress
+if TYPE_CHECKING:
+    from .budgets import CostBudget
 
 
 # FLOPs/params selection orders ZIGs by saliency / relative_cost**COST_EXPONENT. 1.0 (saliency
@@ -171,31 +126,11 @@ class Pool:
         return order if limit is None else order[:limit]
 
 
-def select(
-    space: SearchSpace,
-    target: Target,
-    fraction: float,
-    score: torch.Tensor,
-    already: torch.Tensor,
-    pool: Pool | None = None,
-    refine: int = 128,
-    tol: float = 0.002,
-) -> torch.Tensor:
-    """Bool ``[num_zigs]`` (CPU): ``already`` plus the lowest-scoring ZIGs of ``pool`` (default:
-    every prunable ZIG of ``space``) needed to reach ``fraction`` (see `Target.fraction_at`).
-    Deterministic (stable sorts)."""
-    score = score.detach().double().cpu()
-    already = already.bool().cpu()
-    pool = Pool.of(space) if pool is None else pool
-    if target.kind == "group_sparsity":
-        return select_count(fraction, score, already, pool)
-    return select_cost(space, target.kind, fraction, score, already, pool, refine, tol)
-
-
 def select_count(
     fraction: float, score: torch.Tensor, already: torch.Tensor, pool: Pool
 ) -> torch.Tensor:
     """``already`` plus the lowest-scoring candidates up to ``round(fraction * prunable)``."""
+    score, already = score.detach().double().cpu(), already.bool().cpu()
     chosen = already.clone()
     need = int(round(fraction * int(pool.prunable.sum()))) - int(already.sum())
     if need <= 0:
@@ -209,19 +144,9 @@ def select_count(
     return chosen
 
 
-def cost_model(space: SearchSpace, kind: str) -> tuple[Callable, torch.Tensor, float]:
-    """(cost of a keep mask, each ZIG's marginal cost, dense cost) for "flops" or "params"."""
-    cost_fn = space.flops if kind == "flops" else space.num_params
-    marginal = space.zig_flops() if kind == "flops" else space.zig_params()
-    dense = cost_fn(None)
-    if dense <= 0:
-        raise ValueError(f"the search space has no {kind} cost terms")
-    return cost_fn, marginal, dense
-
-
 def select_cost(
     space: SearchSpace,
-    kind: str,
+    budget: CostBudget,
     fraction: float,
     score: torch.Tensor,
     already: torch.Tensor,
@@ -231,18 +156,23 @@ def select_cost(
 ) -> torch.Tensor:
     """``already`` plus candidates in order of ``score / relative_cost**COST_EXPONENT`` until
     the kept cost is at most ``fraction`` of the dense cost, as close to it as ``tol`` allows."""
-    cost_fn, marginal, dense = cost_model(space, kind)
-    budget = fraction * dense
+    def cost_fn(keep: torch.Tensor) -> float:
+        return budget.cost(space, keep)
+
+    marginal, dense = budget.marginal(space), budget.dense(space)
+    score, already = score.detach().double().cpu(), already.bool().cpu()
+    limit = fraction * dense
     chosen = already.clone()
-    if cost_fn(~chosen) <= budget:
+    if cost_fn(~chosen) <= limit:
         return chosen
     idx = torch.nonzero(pool.candidates(score, already) & (marginal > 0)).flatten()
     rel_cost = marginal[idx] / marginal[idx].mean()
     key = score[idx] / rel_cost**COST_EXPONENT
     order = pool.admissible_order(idx[torch.sort(key, stable=True).indices], chosen)
-    chosen = fill_budget(order, chosen, cost_fn, budget, budget - tol * dense, pool, refine)
+    chosen = fill_budget(order, chosen, cost_fn, limit, limit - tol * dense, pool, refine)
     if chosen is None:
-        warnings.warn(f"{kind} target {fraction:.3f} unreachable; removing all", stacklevel=3)
+        warnings.warn(f"{budget.label} target {fraction:.3f} unreachable; removing all",
+                      stacklevel=3)
         chosen = already.clone()
         chosen[order] = True
     return chosen
@@ -310,24 +240,28 @@ def shortest_prefix(cost_of: Callable[[int], float], hi: int, budget: float) -> 
     return lo
 
 
-def reachable_bound(space: SearchSpace, kind: str, pool: Pool) -> float:
-    """The furthest a target of ``kind`` can go: for "group_sparsity" the largest share of the
-    pool's ZIGs that can be zeroed, for "flops"/"params" the smallest kept share of the dense
-    cost (every group of the pool reduced to its cheapest ZIG, since selection keeps one ZIG
-    per group; everything outside the pool kept)."""
-    structures = pool.structures if pool.structures is not None else torch.zeros_like(
-        pool.prunable)
-    channels = pool.prunable & ~structures
-    if kind == "group_sparsity":
-        n = int(pool.prunable.sum())
-        groups = int(torch.unique(pool.gid[channels]).numel())
-        return (n - groups - _kept_structures(pool, structures, None)) / n if n else 0.0
-    cost_fn, marginal, dense = cost_model(space, kind)
-    last = _protect_last(-marginal.double(), channels, pool.gid)
+def count_reachable_bound(pool: Pool) -> float:
+    """The largest share of the pool's ZIGs a group-sparsity selection can zero (every channel
+    group keeps one ZIG; structures go as far as admissibility allows)."""
+    structures = _structures(pool)
+    n = int(pool.prunable.sum())
+    groups = int(torch.unique(pool.gid[pool.prunable & ~structures]).numel())
+    return (n - groups - _kept_structures(pool, structures, None)) / n if n else 0.0
+
+
+def cost_reachable_bound(space: SearchSpace, budget: CostBudget, pool: Pool) -> float:
+    """The smallest kept share of the dense cost: every group of the pool reduced to its
+    cheapest ZIG (selection keeps one ZIG per group), everything outside the pool kept."""
+    structures = _structures(pool)
+    marginal = budget.marginal(space)
+    last = _protect_last(-marginal.double(), pool.prunable & ~structures, pool.gid)
     keep = ~pool.prunable | last
-    gone = _most_structures(pool, structures, marginal)
-    keep |= structures & ~gone
-    return cost_fn(keep) / dense
+    keep |= structures & ~_most_structures(pool, structures, marginal)
+    return budget.cost(space, keep) / budget.dense(space)
+
+
+def _structures(pool: Pool) -> torch.Tensor:
+    return pool.structures if pool.structures is not None else torch.zeros_like(pool.prunable)
 
 
 def _most_structures(pool: Pool, structures: torch.Tensor, marginal: torch.Tensor | None
@@ -343,38 +277,3 @@ def _most_structures(pool: Pool, structures: torch.Tensor, marginal: torch.Tenso
 
 def _kept_structures(pool: Pool, structures: torch.Tensor, marginal) -> int:
     return int(structures.sum()) - int(_most_structures(pool, structures, marginal).sum())
-
-
-def check_reachable(space: SearchSpace, target: Target, pool: Pool) -> None:
-    """ValueError naming the reachable bound when no selection from ``pool`` meets ``target``
-    (a FLOPs/params target is then otherwise met by cutting every group to one ZIG)."""
-    bound = reachable_bound(space, target.kind, pool)
-    name = f"target_{target.kind}={target.value:g}"
-    if target.kind == "group_sparsity":
-        n = int(pool.prunable.sum())
-        if round(target.value * n) <= round(bound * n):
-            return
-        if bound <= 0:
-            raise ValueError(f"{name} cannot be reached: {_NOTHING}")
-        most = math.floor(bound * 1000) / 1000
-        raise ValueError(
-            f"{name} cannot be reached: every group keeps at least one ZIG, so at most "
-            f"{bound:.1%} of the prunable ZIGs can be zeroed; choose "
-            f"target_group_sparsity <= {most:.3f}"
-        )
-    if target.value >= bound - 1e-12:
-        return
-    label = "FLOPs" if target.kind == "flops" else "parameters"
-    if bound >= 1.0 - 1e-12:
-        raise ValueError(f"{name} cannot be reached: no {label} can be removed ({_NOTHING})")
-    least = math.ceil(bound * 1000) / 1000
-    raise ValueError(
-        f"{name} cannot be reached: at most {1 - bound:.1%} of {label} can be removed "
-        f"(keep >= {least:.3f}); choose target_{target.kind} >= {least:.3f}"
-    )
-
-
-_NOTHING = (
-    "no group has a ZIG that can be removed (each keeps one, and ZIGs with slices in frozen "
-    "parameters are not pruned)"
-)
