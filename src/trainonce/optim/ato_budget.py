@@ -9,6 +9,7 @@ import torch
 from ..space import SearchSpace
 from .budgets import CostBudget
 from .targets import Pool, fill_budget
+from .units import removal_units
 
 
 def fit_budget(
@@ -27,7 +28,8 @@ def fit_budget(
 
     Removal order: ``already``, then the ZIGs the mask ``keep`` turns off from the most to the
     least confident (ascending ``logits``), then the kept ones, again by ascending logit; every
-    channel group keeps its highest-logit ZIG, and removed structures stay valid. The shortest
+    channel group keeps its highest-logit ZIG (its best block when aligned), and removed
+    structures stay valid. The shortest
     prefix of that order meeting the budget is taken, so a mask already on budget is returned
     as it is (up to one ZIG), a mask over it is extended and one under it gives back its least
     confident removals.
@@ -39,18 +41,13 @@ def fit_budget(
 
     logits = logits.detach().double().cpu()
     already = already.bool().cpu()
-    free = pool.candidates(logits, already)  # every channel group keeps its best ZIG
-    off, on = free & ~keep.cpu(), free & keep.cpu()
-    order = torch.cat([_by_logit(off, logits), _by_logit(on, logits)])
-    order = pool.admissible_order(order, already.clone())
-    chosen = fill_budget(order, already, cost_fn, fraction * dense, (fraction - tol) * dense,
+    # the ZIGs the mask turns off before every kept one, each tier by ascending logit
+    span = float(logits.max() - logits.min()) + 1.0 if logits.numel() else 1.0
+    key = torch.where(keep.cpu().bool(), logits + span, logits)
+    units = removal_units(pool, key, already)  # every channel group keeps its best ZIG/block
+    chosen = fill_budget(units, already, cost_fn, fraction * dense, (fraction - tol) * dense,
                          pool, refine)
     if chosen is None:  # unreachable here: check_reachable refused such targets
         chosen = already.clone()
-        chosen[order] = True
+        chosen[units.zigs] = True
     return chosen
-
-
-def _by_logit(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    idx = torch.nonzero(mask).flatten()
-    return idx[torch.sort(logits[idx], stable=True).indices]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..space import SearchSpace
+from .units import Units, removal_units
 
 if TYPE_CHECKING:
     from .budgets import CostBudget
@@ -69,12 +70,15 @@ class Pool:
     addition makes the chosen set inadmissible is passed over, so with an admissible
     ``already`` every returned set is admissible. It is called once per candidate (a Python
     loop), only when given and only at selections (period starts), never per step.
+    ``align``: long ``[num_groups]``, the alignment of every group (`SearchSpace.group_align`:
+    a group aligned to ``m`` keeps a multiple of ``m`` ZIGs or all of them); None: 1 for all.
     """
 
     prunable: torch.Tensor
     gid: torch.Tensor
     admissible: Admissible | None = None
     structures: torch.Tensor | None = None
+    align: torch.Tensor | None = None
 
     @classmethod
     def of(
@@ -89,9 +93,17 @@ class Pool:
         if exclude is not None:
             prunable = prunable & ~exclude.bool().cpu()
         structures = space.structure_mask & prunable
+        align = space.group_align()
+        align = align if bool((align > 1).any()) else None
         if not bool(structures.any()):
-            return cls(prunable, group_index(space), admissible)
-        return cls(prunable, group_index(space), admissible or space.valid, structures)
+            return cls(prunable, group_index(space), admissible, align=align)
+        return cls(prunable, group_index(space), admissible or space.valid, structures, align)
+
+    def zig_align(self) -> torch.Tensor:
+        """Long ``[num_zigs]``: the alignment of every ZIG's group (1: free)."""
+        if self.align is None:
+            return torch.ones_like(self.gid)
+        return self.align[self.gid]
 
     def candidates(self, score: torch.Tensor, already: torch.Tensor) -> torch.Tensor:
         """Bool: prunable ZIGs not yet chosen, less the best-scoring one of every channel
@@ -129,18 +141,20 @@ class Pool:
 def select_count(
     fraction: float, score: torch.Tensor, already: torch.Tensor, pool: Pool
 ) -> torch.Tensor:
-    """``already`` plus the lowest-scoring candidates up to ``round(fraction * prunable)``."""
-    score, already = score.detach().double().cpu(), already.bool().cpu()
-    chosen = already.clone()
-    need = int(round(fraction * int(pool.prunable.sum()))) - int(already.sum())
+    """``already`` plus the lowest-scoring units up to ``round(fraction * prunable)`` ZIGs (with
+    alignment, the prefix of whole units closest to it)."""
+    chosen = already.bool().cpu().clone()
+    need = int(round(fraction * int(pool.prunable.sum()))) - int(chosen.sum())
     if need <= 0:
         return chosen
-    idx = torch.nonzero(pool.candidates(score, already)).flatten()
-    order = idx[torch.sort(score[idx], stable=True).indices]
-    order = pool.admissible_order(order, chosen, limit=need)
-    if need > order.numel():
-        warnings.warn(f"only {order.numel()} ZIGs can be removed, {need} requested", stacklevel=3)
-    chosen[order[:need]] = True
+    units = removal_units(pool, score, chosen)
+    n = int(torch.searchsorted(units.ends, torch.tensor(need), right=True))
+    if n < units.count and units.zig_count(n + 1) - need < need - units.zig_count(n):
+        n += 1
+    if need > units.zig_count(units.count):
+        warnings.warn(f"only {units.zig_count(units.count)} ZIGs can be removed, {need} "
+                      "requested", stacklevel=3)
+    chosen[units.prefix(n)] = True
     return chosen
 
 
@@ -154,32 +168,31 @@ def select_cost(
     refine: int = 128,
     tol: float = 0.002,
 ) -> torch.Tensor:
-    """``already`` plus candidates in order of ``score / relative_cost**COST_EXPONENT`` until
-    the kept cost is at most ``fraction`` of the dense cost, as close to it as ``tol`` allows."""
+    """``already`` plus units in order of ``score / relative_cost**COST_EXPONENT`` until the
+    kept cost is at most ``fraction`` of the dense cost, as close to it as ``tol`` allows."""
     def cost_fn(keep: torch.Tensor) -> float:
         return budget.cost(space, keep)
 
     marginal, dense = budget.marginal(space), budget.dense(space)
     score, already = score.detach().double().cpu(), already.bool().cpu()
     limit = fraction * dense
-    chosen = already.clone()
-    if cost_fn(~chosen) <= limit:
-        return chosen
-    idx = torch.nonzero(pool.candidates(score, already) & (marginal > 0)).flatten()
-    rel_cost = marginal[idx] / marginal[idx].mean()
-    key = score[idx] / rel_cost**COST_EXPONENT
-    order = pool.admissible_order(idx[torch.sort(key, stable=True).indices], chosen)
-    chosen = fill_budget(order, chosen, cost_fn, limit, limit - tol * dense, pool, refine)
+    if cost_fn(~already) <= limit:
+        return already.clone()
+    costly = marginal > 0
+    rel_cost = marginal / marginal[costly & pool.prunable].mean()
+    key = torch.where(costly, score / rel_cost.clamp(min=1e-300) ** COST_EXPONENT, score)
+    units = removal_units(pool, key, already, eligible=costly)
+    chosen = fill_budget(units, already, cost_fn, limit, limit - tol * dense, pool, refine)
     if chosen is None:
         warnings.warn(f"{budget.label} target {fraction:.3f} unreachable; removing all",
                       stacklevel=3)
         chosen = already.clone()
-        chosen[order] = True
+        chosen[units.zigs] = True
     return chosen
 
 
 def fill_budget(
-    order: torch.Tensor,
+    units: Units,
     start: torch.Tensor,
     cost_fn: Callable[[torch.Tensor], float],
     budget: float,
@@ -188,31 +201,41 @@ def fill_budget(
     refine: int = 128,
 ) -> torch.Tensor | None:
     """The one selection routine of every cost budget (`select_cost`, ATO's `fit_budget`):
-    ``start`` plus the shortest prefix of ``order`` whose kept cost ``cost_fn(~chosen)`` is at
-    most ``budget``; None if even all of ``order`` is not enough.
+    ``start`` plus the shortest prefix of ``units`` whose kept cost ``cost_fn(~chosen)`` is at
+    most ``budget``; None if even all of them are not enough.
 
-    The prefix's last ZIG may undershoot by its whole cost: it is swapped for the first later
-    ZIGs (at most ``refine``, first fit, admissible in ``pool``) that land in ``[lower,
-    budget]``, else the closest set from below is returned."""
+    The prefix's last unit may undershoot by its whole cost: it is swapped for the first later
+    units (at most ``refine``, first fit, admissible in ``pool``, each the next of its group's
+    blocks) that land in ``[lower, budget]``, else the closest set from below is returned."""
+
+    def with_prefix(n: int) -> torch.Tensor:
+        m = start.clone()
+        m[units.prefix(n)] = True
+        return m
 
     def cost_of(n: int) -> float:
-        m = start.clone()
-        m[order[:n]] = True
-        return cost_fn(~m)
+        return cost_fn(~with_prefix(n))
 
-    n = shortest_prefix(cost_of, order.numel(), budget)
+    n = shortest_prefix(cost_of, units.count, budget)
     if n is None:
         return None
-    chosen = start.clone()
-    chosen[order[:n]] = True
+    chosen = with_prefix(n)
     if n == 0 or cost_of(n) >= lower:
         return chosen
     best, best_cost = chosen.clone(), cost_of(n)
-    chosen[order[n - 1]] = False
-    for j in order[n : n + refine].tolist():
-        chosen[j] = True
+    chosen[units.unit(n - 1)] = False
+    # a group's blocks go in order: once one of them is passed over (or the last unit's own
+    # group), its later blocks are too
+    blocked = {int(units.group[n - 1])}
+    for j in range(n, min(units.count, n + refine)):
+        g = int(units.group[j])
+        if g in blocked:
+            continue
+        zigs = units.unit(j)
+        chosen[zigs] = True
         if not pool.allows(chosen):
-            chosen[j] = False
+            chosen[zigs] = False
+            blocked.add(g)
             continue
         c = cost_fn(~chosen)
         if c > budget:
@@ -221,7 +244,8 @@ def fill_budget(
             return chosen
         if c > best_cost:
             best, best_cost = chosen.clone(), c
-        chosen[j] = False
+        chosen[zigs] = False
+        blocked.add(g)
     return best
 
 
@@ -241,39 +265,21 @@ def shortest_prefix(cost_of: Callable[[int], float], hi: int, budget: float) -> 
 
 
 def count_reachable_bound(pool: Pool) -> float:
-    """The largest share of the pool's ZIGs a group-sparsity selection can zero (every channel
-    group keeps one ZIG; structures go as far as admissibility allows)."""
-    structures = _structures(pool)
+    """The largest share of the pool's ZIGs a group-sparsity selection can zero: every unit
+    (`units`: each channel group keeps one ZIG, or one block when aligned; structures as far as
+    admissibility allows)."""
     n = int(pool.prunable.sum())
-    groups = int(torch.unique(pool.gid[pool.prunable & ~structures]).numel())
-    return (n - groups - _kept_structures(pool, structures, None)) / n if n else 0.0
+    units = removal_units(pool, torch.zeros(pool.prunable.numel(), dtype=torch.float64),
+                          torch.zeros_like(pool.prunable))
+    return units.zig_count(units.count) / n if n else 0.0
 
 
 def cost_reachable_bound(space: SearchSpace, budget: CostBudget, pool: Pool) -> float:
-    """The smallest kept share of the dense cost: every group of the pool reduced to its
-    cheapest ZIG (selection keeps one ZIG per group), everything outside the pool kept."""
-    structures = _structures(pool)
-    marginal = budget.marginal(space)
-    last = _protect_last(-marginal.double(), pool.prunable & ~structures, pool.gid)
-    keep = ~pool.prunable | last
-    keep |= structures & ~_most_structures(pool, structures, marginal)
+    """The smallest kept share of the dense cost: every unit removed, the most costly first,
+    so each channel group keeps its cheapest ZIG (or block) and the structures that go are
+    the costliest admissible ones; everything outside the pool kept."""
+    marginal = budget.marginal(space).double()
+    units = removal_units(pool, -marginal, torch.zeros_like(pool.prunable))
+    keep = torch.ones_like(pool.prunable)
+    keep[units.zigs] = False
     return budget.cost(space, keep) / budget.dense(space)
-
-
-def _structures(pool: Pool) -> torch.Tensor:
-    return pool.structures if pool.structures is not None else torch.zeros_like(pool.prunable)
-
-
-def _most_structures(pool: Pool, structures: torch.Tensor, marginal: torch.Tensor | None
-                     ) -> torch.Tensor:
-    """A maximal admissible set of structures, taken in order of falling cost (greedy)."""
-    idx = torch.nonzero(structures).flatten()
-    if marginal is not None:
-        idx = idx[torch.sort(-marginal[idx], stable=True).indices]
-    gone = torch.zeros_like(structures)
-    gone[pool.admissible_order(idx, gone)] = True
-    return gone
-
-
-def _kept_structures(pool: Pool, structures: torch.Tensor, marginal) -> int:
-    return int(structures.sum()) - int(_most_structures(pool, structures, marginal).sum())

@@ -19,7 +19,7 @@ from ..trace import Traced, trace
 from .analysis import Analysis
 from .costs import CostModel, CostTerm
 from .erasing import Erasing
-from .search_space import Group, Member, SearchSpace
+from .search_space import Group, Member, SearchSpace, check_align
 
 _NO_REASON = 1 << 62
 
@@ -32,7 +32,7 @@ MODES = ("prune", "erase", "both")
 
 
 def analyze(model: nn.Module, example_inputs: Any, *, mode: str = "prune",
-            exclude: list[str] | None = None) -> SearchSpace:
+            exclude: list[str] | None = None, align: int = 1) -> SearchSpace:
     """Find every zero-invariant group of ``model`` from one run on ``example_inputs``.
 
     ``example_inputs``: a tensor, a tuple of positional args, or a dict of keyword args.
@@ -40,15 +40,21 @@ def analyze(model: nn.Module, example_inputs: Any, *, mode: str = "prune",
     residual branches, candidate ops, concat branches, transformer sublayers; OTOv3's erasing
     mode) or "both" (each structure and the channels inside it).
     ``exclude``: module or parameter names whose parameters must be kept whole.
+    ``align``: every selection (optimizers, `SearchSpace.zero_random_groups`, ATO's freeze)
+    keeps a multiple of ``align`` channels, or all, in each channel group, so every width of
+    the slim model that such groups set is a multiple of it; heads, KV groups and grouped-conv
+    groups stay whole units, a structure may still go entirely, and a group with fewer than
+    ``align`` channels is kept whole. 1: no alignment.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     _check_exclude(model, exclude)
+    check_align(align)
     traced = trace(model, example_inputs)
     prop = propagate(traced, exclude)
     pin_outputs(traced, prop)
     roots = _roots(prop)
-    space = _assemble(traced, prop, roots, mode, exclude or [])
+    space = _assemble(traced, prop, roots, mode, exclude or [], align)
     if space.num_prunable_zigs == 0:
         raise NothingPrunableError(_nothing_prunable_message(space))
     return space
@@ -198,7 +204,7 @@ class _Layout(NamedTuple):
 
 
 def _assemble(traced: Traced, prop: Propagation, roots: torch.Tensor, mode: str = "prune",
-              exclude: list[str] | None = None) -> SearchSpace:
+              exclude: list[str] | None = None, align: int = 1) -> SearchSpace:
     """Group ZIGs by exact structure, all positions at once: one sort, then one slice per
     member. Structure groups (erasing mode) come after the channel groups."""
     pos = _positions(prop, roots)
@@ -211,10 +217,11 @@ def _assemble(traced: Traced, prop: Propagation, roots: torch.Tensor, mode: str 
     zig_of_root = torch.full((prop.rec.next_atom,), -1, dtype=torch.long)
     zig_of_root[pos.zig_roots[~blocked]] = layout.zig_id[~blocked]
     if mode == "prune":
-        return _search_space(traced, prop, groups, zig_of_root[roots])
+        return _search_space(traced, prop, groups, zig_of_root[roots], align=align)
     if mode == "erase":
         groups, zig_of_root = [], torch.full_like(zig_of_root, -1)
-    return _with_structures(traced, prop, roots, groups, zig_of_root[roots], exclude or [], mode)
+    return _with_structures(traced, prop, roots, groups, zig_of_root[roots], exclude or [], mode,
+                            align)
 
 
 def _positions(prop: Propagation, roots: torch.Tensor) -> _Positions:
@@ -341,7 +348,8 @@ def _groups(pos: _Positions, layout: _Layout, reasons: list[str]) -> list[Group]
 
 
 def _search_space(traced: Traced, prop: Propagation, groups: list[Group],
-                  zig_of_atom: torch.Tensor, erasing: Erasing | None = None) -> SearchSpace:
+                  zig_of_atom: torch.Tensor, erasing: Erasing | None = None,
+                  align: int = 1) -> SearchSpace:
     rec = prop.rec
     if erasing is None:
         costs = CostModel([
@@ -369,15 +377,15 @@ def _search_space(traced: Traced, prop: Propagation, groups: list[Group],
         analysis.hierarchy = erasing.hierarchy
     return SearchSpace(traced.model, groups, costs, notes=notes, buffer_slices=buffer_slices,
                        buffer_outer=buffer_outer, analysis=analysis,
-                       mode="prune" if erasing is None else erasing.mode)
+                       mode="prune" if erasing is None else erasing.mode, align=align)
 
 
 def _with_structures(traced: Traced, prop: Propagation, roots: torch.Tensor,
                      groups: list[Group], zig_of_atom: torch.Tensor, exclude: list[str],
-                     mode: str) -> SearchSpace:
+                     mode: str, align: int = 1) -> SearchSpace:
     erasing = Erasing.find(traced, prop, roots, sum(g.size for g in groups), exclude)
     erasing.mode = mode
-    return _search_space(traced, prop, groups + erasing.groups, zig_of_atom, erasing)
+    return _search_space(traced, prop, groups + erasing.groups, zig_of_atom, erasing, align)
 
 
 def _nothing_prunable_message(space: SearchSpace) -> str:

@@ -78,6 +78,9 @@ class SearchSpace:
     (``buffer_outer``: their structure ZIGs in erasing mode).
     ``analysis``: the trace behind the groups, set by `trainonce.analyze`; `construct_subnet`
     needs it. A space built by hand has none (and, without ``costs``, parameter costs only).
+    ``align``: every selection keeps a multiple of ``align`` ZIGs (or all) in each channel group
+    of single channels (heads and grouped-conv groups stay as they are); a group with fewer
+    channels is kept whole (not prunable). See `group_align`.
     """
 
     def __init__(
@@ -91,10 +94,17 @@ class SearchSpace:
         buffer_outer: dict[str, dict[int, torch.Tensor]] | None = None,
         analysis: Analysis | None = None,
         mode: str = "prune",
+        align: int = 1,
     ) -> None:
+        check_align(align)
         self.model = model
         self.mode = mode  # what `trainonce.analyze` looked for: "prune", "erase" or "both"
+        self.align = align
         self.groups = groups
+        for g in groups:
+            if align > 1 and g.prunable and _single_channels(g) and g.size < align:
+                g.prunable = False
+                g.reason = f"fewer than align={align} channels: kept whole"
         offset = 0
         for g in groups:
             g.offset = offset
@@ -132,6 +142,12 @@ class SearchSpace:
                 zig = g.zig_ids.unsqueeze(1).expand_as(m.index)
                 vec[m.index.reshape(-1)] = zig.reshape(-1)
         return slices
+
+    def group_align(self) -> torch.Tensor:
+        """Long ``[num_groups]``: the multiple every selection keeps in each group (``align``
+        for prunable channel groups of single channels, 1 for the others)."""
+        return torch.tensor([self.align if g.prunable and _single_channels(g) else 1
+                             for g in self.groups], dtype=torch.long)
 
     @property
     def param_slices(self) -> dict[str, ParamSlices]:
@@ -244,20 +260,27 @@ class SearchSpace:
     @torch.no_grad()
     def zero_random_groups(self, sparsity: float, seed: int = 0) -> torch.Tensor:
         """Zero a random ``sparsity`` share of each prunable channel group's ZIGs in place (for
-        tests and demos; every group keeps at least one ZIG) and of the removable structures
+        tests and demos; every group keeps at least one ZIG, aligned groups the multiple of
+        ``align`` nearest to their share) and of the removable structures
         (drawn in random order, each only if the set stays `valid`). Returns the zeroed ZIGs."""
         if not 0.0 <= sparsity < 1.0:
             raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
         gen = torch.Generator().manual_seed(seed)
         zero = torch.zeros(self.num_zigs, dtype=torch.bool)
         structures = []
-        for g in self.groups:
+        align = self.group_align()
+        for i, g in enumerate(self.groups):
             if g.prunable and g.kind == "structure":
                 structures.append(g.offset)
                 continue
             if not g.prunable or g.size < 2:
                 continue
             k = min(int(round(sparsity * g.size)), g.size - 1)
+            m = int(align[i])
+            if m > 1:  # keep the multiple of m (at least m), or all, nearest to the share
+                kept, lo = g.size - k, max(m, (g.size - k) // m * m)
+                k = g.size - min((lo, lo + m, g.size), key=lambda c: (abs(c - kept), c)
+                                 if c <= g.size else (g.size, c))
             pick = torch.randperm(g.size, generator=gen)[:k]
             zero[g.offset + pick] = True
         want = int(round(sparsity * len(structures)))
@@ -283,3 +306,14 @@ class SearchSpace:
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def check_align(align: object) -> None:
+    if isinstance(align, bool) or not isinstance(align, int) or align < 1:
+        raise ValueError(f"align must be a whole number >= 1 (1: no alignment), got {align!r}")
+
+
+def _single_channels(g: Group) -> bool:
+    """A channel group whose every ZIG is one position of each member (not a head, not a
+    group of a grouped convolution)."""
+    return g.kind == "channel" and all(m.index.shape[-1] == 1 for m in g.members)
