@@ -84,28 +84,44 @@ def _save_checked(pair: _Pair, staging: Path, factory) -> tuple[float, float]:
     return reload_diff, exporters.export_onnx(pair.slim, pair.x1, staging / "model.onnx")
 
 
-def _latency_cases(x1: torch.Tensor, xb: torch.Tensor) -> list[tuple[str, torch.Tensor, int]]:
-    cases = [("batch 1, 1 thread", x1, 1), (f"batch {xb.shape[0]}, 1 thread", xb, 1)]
+def _latency_label(batch: int, threads: int) -> str:
+    return f"batch {batch}, {threads} thread" + ("s" if threads > 1 else "")
+
+
+def _latency_cases(x1: torch.Tensor, xb: torch.Tensor, table=None
+                   ) -> list[tuple[str, torch.Tensor, int]]:
+    """(label, input, threads) of every timing; with a latency ``table`` (CPU), also its own
+    batch size and thread count, so that its prediction is shown beside a measurement."""
+    cases = [(_latency_label(1, 1), x1, 1), (_latency_label(xb.shape[0], 1), xb, 1)]
+    if table is not None and table.device == "cpu":
+        label = _latency_label(table.batch_size, table.threads)
+        if label not in {c[0] for c in cases}:
+            x = x1.expand((table.batch_size,) + tuple(x1.shape[1:])).contiguous()
+            cases.append((label, x, table.threads))
     n = torch.get_num_threads()
     # Only with cores to spare: on 2 shared cores a 2-thread timing mostly measures contention
     # (measured: IQR larger than the median, 10 s to time resnet8).
     if n >= 4:
-        cases.append((f"batch {xb.shape[0]}, {n} threads", xb, n))
+        cases.append((_latency_label(xb.shape[0], n), xb, n))
     return cases
 
 
-def _compare(pair: _Pair, space, bundle, adapt, baseline) -> Comparison:
+def _compare(pair: _Pair, space, bundle, adapt, baseline, table=None) -> Comparison:
     """Parameters, FLOPs, accuracy (dense-trained baseline vs slim) and latency, dense vs slim
     timed in alternating rounds, at batch 1 and 32."""
     xb = adapt(torch.stack([bundle.test[i][0] for i in range(min(32, len(bundle.test)))]))
     lat = {}
-    for label, x, threads in _latency_cases(pair.x1, xb):
+    for label, x, threads in _latency_cases(pair.x1, xb, table):
         t = compare_latency({"dense": pair.dense, "slim": pair.slim}, x, num_threads=threads)
         lat[label] = (t["dense"], t["slim"])
     n_params = (space.num_params(), sum(p.numel() for p in pair.slim.parameters()))
     base = baseline.accuracy if baseline is not None else None
+    predicted = {}
+    if table is not None:
+        label = _latency_label(table.batch_size, table.threads)
+        predicted[label] = (table.predict(space), table.predict(space, ~pair.keep))
     return Comparison(n_params, (space.flops(), space.flops(pair.keep)), (base, pair.accuracy[1]),
-                      lat, pruned_accuracy=pair.accuracy[0])
+                      lat, pruned_accuracy=pair.accuracy[0], predicted=predicted)
 
 
 def _plots(history: list[dict], rows: list[LayerRow], staging: Path, facts: RunFacts) -> dict:
@@ -175,8 +191,9 @@ def _publish(staging: Path, run_dir: Path) -> None:
 
 
 def finish(run_dir: Path, settings: dict, model, space, bundle, adapt, history, factory,
-           facts: RunFacts | None = None) -> dict:
-    """Build, verify and save the slim model and the report; return the summary dict."""
+           facts: RunFacts | None = None, latency_table=None) -> dict:
+    """Build, verify and save the slim model and the report; return the summary dict.
+    ``latency_table``: a latency target's table, whose predictions the report shows."""
     t0 = time.perf_counter()
     facts = facts or RunFacts()
     pair = _slim(model, space, bundle, adapt, factory)
@@ -184,7 +201,7 @@ def finish(run_dir: Path, settings: dict, model, space, bundle, adapt, history, 
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     reload_diff, onnx_diff = _save_checked(pair, staging, factory)
-    cmp = _compare(pair, space, bundle, adapt, facts.baseline)
+    cmp = _compare(pair, space, bundle, adapt, facts.baseline, latency_table)
     rows = layer_rows(space, pair.keep)
     plots = _plots(history, rows, staging, facts)
     diffs = {"slim": pair.diff, "reload": reload_diff, "onnx": onnx_diff}
@@ -201,6 +218,8 @@ def finish(run_dir: Path, settings: dict, model, space, bundle, adapt, history, 
         "dense_baseline_accuracy": cmp.accuracy[0],
         "latency_s": {k: {"dense": asdict(d), "slim": asdict(s)}
                       for k, (d, s) in cmp.latency.items()},
+        "predicted_latency_s": {k: {"dense": d, "slim": s}
+                                for k, (d, s) in cmp.predicted.items()},
         "slim_max_diff": pair.diff,
         "reload_max_diff": reload_diff,
         "onnx_max_diff": onnx_diff,

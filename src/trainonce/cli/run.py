@@ -25,6 +25,7 @@ from .console import quiet_torch
 from .setup import (
     DEFAULT_OPTIMIZER_BY_KEPT,
     DEFAULT_OPTIMIZER_SPARSITY,
+    LATENCY_NAME,
     OPTIMIZERS,
     RunConfig,
     build_optimizer,
@@ -49,6 +50,9 @@ TRAINING_OPTIONS = (
     "lr_schedule",
     "weight_decay",
     "seed",
+    "latency_device",
+    "latency_batch",
+    "latency_threads",
     "out",
 )
 
@@ -102,6 +106,15 @@ def add_parser(sub) -> None:
     p.add_argument("--weight-decay", type=float, help=f"default: {d.weight_decay}")
     p.add_argument("--seed", type=int, help=f"default: {d.seed}")
     p.add_argument("--device", help="cpu (default; on --resume the run's device) or cuda")
+    p.add_argument("--latency-device",
+                   help="with --target-latency: the device its table is measured on (default: "
+                   "--device); the run's latency.json keeps it for --resume")
+    p.add_argument("--latency-batch", type=int,
+                   help="with --target-latency: batch size of the table "
+                   f"(default {d.latency_batch})")
+    p.add_argument("--latency-threads", type=int,
+                   help=f"with --target-latency: CPU threads of the table (default "
+                   f"{d.latency_threads})")
     p.add_argument("--out", help="run directory (default runs/<model>-<data>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     p.add_argument(
@@ -152,7 +165,15 @@ def _config(args: argparse.Namespace) -> RunConfig:
         if v is not None:
             kind, target = b.name, v
     check_target(kind, target)
-    for name in ("epochs", "batch_size"):
+    latency = [n for n in ("latency_device", "latency_batch", "latency_threads")
+               if getattr(args, n) is not None]
+    if args.latency_device is not None:
+        check_device(args.latency_device)
+    if latency and kind != "latency":
+        flags = ", ".join("--" + n.replace("_", "-") for n in latency)
+        raise ValueError(f"{flags} describe the latency table of --target-latency; give "
+                         "--target-latency R or leave them out")
+    for name in ("epochs", "batch_size", "latency_batch", "latency_threads"):
         if _given(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if not (_given(args, "lr") > 0 and math.isfinite(_given(args, "lr"))):
@@ -162,12 +183,13 @@ def _config(args: argparse.Namespace) -> RunConfig:
         time.strftime("%Y%m%d-%H%M%S")
     )
     names = ("mode", "variant", "epochs", "batch_size", "lr", "lr_schedule")
-    names += ("weight_decay", "seed", "device")
+    names += ("weight_decay", "seed", "device", "latency_batch", "latency_threads")
     return RunConfig(
         model=model,
         data=data,
         target_kind=kind,
         target=target,
+        latency_device=args.latency_device or "",
         out=out,
         optimizer=args.optimizer or default_optimizer(kind, target, _given(args, "mode")),
         **{n: _given(args, n) for n in names},
@@ -209,6 +231,7 @@ class _Job:
     factory: Callable[[], nn.Module]
     device: torch.device
     info: dict[str, Any]
+    latency_table: Any = None  # a latency target's LatencyTable
 
 
 def _channel_adapter(cfg: RunConfig, built_channels: int, c_in: int) -> Callable:
@@ -249,7 +272,26 @@ def split_held_out(ds, share: float, seed: int) -> tuple[Subset, Subset]:
     return Subset(ds, torch.nonzero(keep).flatten().tolist()), Subset(ds, held_idx.tolist())
 
 
-def _build(cfg: RunConfig, device: torch.device) -> _Job:
+def _latency_table(cfg: RunConfig, space, run_dir: Path):
+    """A latency target's table: the run's own ``latency.json`` when resuming (so the resumed
+    selections are the same), else measured now and kept there."""
+    from ..latency import LatencyTable, measure_latency
+
+    path = run_dir / LATENCY_NAME
+    if path.is_file():
+        return LatencyTable.load(path).bind(space)
+    device = cfg.latency_device or cfg.device
+    print(f"measuring the latency table of {cfg.model} on {device}, batch {cfg.latency_batch}, "
+          f"{cfg.latency_threads} thread(s) ...", flush=True)
+    t0 = time.perf_counter()
+    table = measure_latency(space, device=device, batch_size=cfg.latency_batch,
+                            threads=cfg.latency_threads)
+    print(f"latency table: {len(table.terms)} timed ops, dense {table.dense * 1e3:.2f} ms, "
+          f"measured in {time.perf_counter() - t0:.0f} s", flush=True)
+    return table
+
+
+def _build(cfg: RunConfig, device: torch.device, run_dir: Path) -> _Job:
     import trainonce
 
     from ..data import load_data
@@ -283,7 +325,8 @@ def _build(cfg: RunConfig, device: torch.device) -> _Job:
         def loss_fn() -> torch.Tensor:  # on the held-out share, never trained on
             return F.cross_entropy(model(adapt(held_x.to(device))), held_y.to(device))
 
-    opt = build_optimizer(cfg, space, total, loss_fn)
+    table = _latency_table(cfg, space, run_dir) if cfg.target_kind == "latency" else None
+    opt = build_optimizer(cfg, space, total, loss_fn, table)
     sched = make_scheduler(opt, cfg.lr_schedule, total)
     info = {
         "num_classes": bundle.num_classes,
@@ -291,7 +334,8 @@ def _build(cfg: RunConfig, device: torch.device) -> _Job:
         "data_channels": c_in,
         "total_steps": total,
     }
-    return _Job(bundle, model, space, opt, sched, adapt, lambda: factory().model, device, info)
+    return _Job(bundle, model, space, opt, sched, adapt, lambda: factory().model, device, info,
+                table)
 
 
 # ----- the phases ---------------------------------------------------------------------------
@@ -341,7 +385,7 @@ def _finish(job: _Job, cfg: RunConfig, run_dir: Path, history: list[dict], facts
     settings["dense_baseline"] = bool(cfg.extra.get("dense_baseline"))
     try:
         return finish(run_dir, settings, job.model, job.space, b, job.adapt, history, job.factory,
-                      facts)
+                      facts, latency_table=job.latency_table)
     except BaseException:
         shutil.rmtree(run_dir / ".staging", ignore_errors=True)
         raise
@@ -382,9 +426,11 @@ def run(args: argparse.Namespace) -> int:
         check_output_dir(run_dir, resume=False)
     record_start(cfg, args)
     torch.manual_seed(cfg.seed)
-    job = _build(cfg, check_device(cfg.device))
+    job = _build(cfg, check_device(cfg.device), run_dir)
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
+    if job.latency_table is not None and not (run_dir / LATENCY_NAME).is_file():
+        job.latency_table.save(run_dir / LATENCY_NAME)
     try:
         t_train = time.perf_counter()
         history = _train(job, cfg, run_dir, state, args)

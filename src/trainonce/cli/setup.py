@@ -18,6 +18,7 @@ from ..optim.budgets import CostBudget, budget_kind
 from ..optim.registry import OPTIMIZERS, optimizer_class  # noqa: F401 (run's --optimizer choices)
 
 CONFIG_NAME = "config.json"
+LATENCY_NAME = "latency.json"  # a latency target's table, kept for --resume
 
 # --optimizer's default, by the share of FLOPs/params kept: (upper bound, name), first match.
 # The most accurate one measured per budget, ResNet8 from scratch, same epochs for all: ATO at
@@ -54,6 +55,10 @@ class RunConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     device: str = "cpu"
+    # a latency target's table: measured on this device ("": the run's), batch and threads
+    latency_device: str = ""
+    latency_batch: int = 1
+    latency_threads: int = 1
     out: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -117,11 +122,14 @@ def load_config(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
         raise ValueError(f"corrupt run configuration {path}: {exc}") from exc
 
 
-def build_optimizer(cfg: RunConfig, space, total_steps: int, loss_fn=None):
+def build_optimizer(cfg: RunConfig, space, total_steps: int, loss_fn=None, latency_table=None):
     """The optimizer registered as ``cfg.optimizer`` (`trainonce.optim.OPTIMIZERS`); ``loss_fn``
-    (the loss on a few fixed batches) goes to those that declare ``needs_loss_fn``."""
+    (the loss on a few fixed batches) goes to those that declare ``needs_loss_fn``;
+    ``latency_table`` with a latency target."""
     cls = optimizer_class(cfg.optimizer)
     extra = {"loss_fn": loss_fn} if cls.needs_loss_fn else {}
+    if latency_table is not None:
+        extra["latency_table"] = latency_table
     return cls(
         space,
         lr=cfg.lr,

@@ -17,13 +17,15 @@ class Comparison:
     """Dense vs slim. ``accuracy``: (dense model trained with the same recipe, or None when no
     baseline was trained; slim model). ``pruned_accuracy``: the trained model before slimming
     (the slim model's own weights, so it should equal the slim accuracy). ``latency`` maps a
-    label ("batch 1, 1 thread") to (dense, slim) timings."""
+    label ("batch 1, 1 thread") to (dense, slim) timings; ``predicted`` a label to the
+    (dense, slim) seconds the run's latency table predicts (a latency target only)."""
 
     params: tuple[int, int]
     flops: tuple[float, float]
     accuracy: tuple[float | None, float]
     latency: dict[str, tuple[Timing, Timing]] = field(default_factory=dict)
     pruned_accuracy: float | None = None
+    predicted: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def _share(dense: float, kept: float) -> str:
@@ -46,6 +48,10 @@ def comparison_rows(c: Comparison) -> list[tuple[str, str, str, str]]:
     for label, (d, s) in c.latency.items():
         speed = f"speed-up {d.median / s.median:.2f}x" if s.median else "-"
         rows.append((f"CPU latency, {label}", d.text(), s.text(), speed))
+        if label in c.predicted:  # the latency table's prediction beside the measurement
+            pd, ps = c.predicted[label]
+            rows.append((f"predicted latency, {label}", f"{pd * 1e3:.2f} ms",
+                         f"{ps * 1e3:.2f} ms", f"{ps / pd:.1%} of dense (target's table)"))
     return rows
 
 
