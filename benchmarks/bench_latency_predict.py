@@ -87,7 +87,8 @@ def main() -> None:
         table = trainonce.measure_latency(space, batch_size=args.batch, threads=args.threads,
                                           progress=True)
         took = time.perf_counter() - start
-        print(f"{name}: alpha {table.alpha:.3f}, calibration {table.meta.get('calibration')}")
+        print(f"{name}: calibration factor {table.alpha:.3f} "
+              f"({table.meta.get('calibration')})", flush=True)
         xb = x.repeat(args.batch, 1, 1, 1)
         for target in TARGETS:
             for seed in range(MASKS):
@@ -95,18 +96,18 @@ def main() -> None:
                 predicted = table.predict(space, zero) / table.dense
                 slim = slim_model(model, space, zero)
                 t = compare_latency({"dense": model, "slim": slim}, xb,
-                                    num_threads=args.threads, rounds=6, min_run_time=0.1)
+                                    num_threads=args.threads, rounds=10, min_run_time=0.1)
                 measured = t["slim"].median / t["dense"].median
                 err = predicted / measured - 1
-                rows.append((name, f"{took:.0f}", f"{target:.0%}", seed,
+                rows.append((name, f"{took:.0f}", f"{table.alpha:.3f}", f"{target:.0%}", seed,
                              f"{table.dense * 1e3:.2f}", f"{t['dense'].median * 1e3:.2f}",
                              f"{predicted:.3f}", f"{measured:.3f}", f"{err:+.1%}"))
                 print(" | ".join(map(str, rows[-1])), flush=True)
-    head = ("model | measure s | target | seed | table dense ms | timed dense ms | "
+    head = ("model | measure s | factor | target | seed | table dense ms | timed dense ms | "
             "predicted slim/dense | measured slim/dense | error")
     lines = [f"# Latency table vs real slim models (batch {args.batch}, {args.threads} thread, "
              f"torch {torch.__version__})", "", head,
-             "|".join(["---"] * 9), *(" | ".join(map(str, r)) for r in rows)]
+             "|".join(["---"] * 10), *(" | ".join(map(str, r)) for r in rows)]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

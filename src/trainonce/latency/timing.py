@@ -17,10 +17,10 @@ ROUNDS = 5  # blocks per configuration: the median of 5 shrugs off 2 disturbed b
 # 1e-4; a block of 200 calls of a 5 us op also averages away the jitter of single calls.
 BLOCK = 1e-3
 MAX_CALLS = 1000  # per block, for ops of a few nanoseconds (shape-only ops run in ~1 us)
-# Seconds per block of whole forwards. A block of short forwards follows one untimed call,
-# since whatever ran before evicted the model's weights from the caches (resnet8 read 1.6x
-# slower in single cold calls than in a loop, which is how a slim model is timed and used);
-# a forward longer than the block runs alone (warming it up would double the time spent).
+# Seconds per block of whole forwards. Every block follows one untimed forward, since
+# whatever ran before evicted the model's weights from the caches: single forwards after node
+# timings read resnet8 1.6x slower than in a loop, which is how a slim model is timed and used.
+# (Long forwards may not need it; it costs them time, not accuracy.)
 FORWARD_BLOCK = 0.1
 FORWARD_ROUNDS = 7  # the median of 7 ignores up to 3 rounds disturbed by other processes
 # glibc's malloc serves blocks above its mmap threshold (128 KiB at start) with fresh pages
@@ -97,12 +97,13 @@ def time_rounds(makers: list[Callable[[], Callable[[], object]]], sync: Callable
 def time_forwards(fns: list[Callable[[], object]], sync: Callable[[], None],
                   rounds: int = FORWARD_ROUNDS) -> list[float]:
     """Median seconds per call of whole model forwards, timed in interleaved rounds (in
-    reverse order every other round, so a trend in the load cancels)."""
+    reverse order every other round, so a trend in the load cancels), each block after one
+    untimed forward."""
     calls = [_calls_per_block(fn, sync, FORWARD_BLOCK) for fn in fns]
     samples: list[list[float]] = [[] for _ in fns]
     for r in range(rounds):
         for i in range(len(fns)) if r % 2 == 0 else range(len(fns) - 1, -1, -1):
-            samples[i].append(_block(fns[i], calls[i], sync, warm=calls[i] > 1))
+            samples[i].append(_block(fns[i], calls[i], sync, warm=True))
     return [statistics.median(s) for s in samples]
 
 
@@ -122,7 +123,7 @@ class DenseClock:
 
     def _sample(self) -> None:
         start = time.perf_counter()
-        self.samples.append(_block(self.forward, self.calls, self.sync, warm=self.calls > 1))
+        self.samples.append(_block(self.forward, self.calls, self.sync, warm=True))
         self.spent += time.perf_counter() - start
 
     def tick(self) -> None:
