@@ -142,3 +142,11 @@ def test_prediction_matches_the_real_slim_model(measured):
     predicted_ratio = table.predict(space, zero) / table.dense
     assert predicted_ratio < 0.95  # the cut does save time
     assert predicted_ratio == pytest.approx(measured_ratio, rel=0.35)
+
+
+def test_another_dtype_times_a_copy_and_leaves_the_model(measured):
+    model, _, space, _ = measured
+    table = trainonce.measure_latency(space, threads=THREADS, dtype=torch.float64, levels=2,
+                                      calibrate=False)
+    assert table.meta["dtype"] == "float64" and table.dense > 0
+    assert all(p.dtype == torch.float32 for p in model.parameters())
