@@ -7,6 +7,7 @@ optimizer that zeroes whole groups while training -> exact slim sub-network (`co
 from . import hf  # trainonce.hf.save_pretrained / from_pretrained (transformers on demand)
 from .graph.registry import register_rule
 from .io import load, save
+from .latency import LatencyTable, measure_latency
 from .optim import ATO, DHSPG, H2SPG, HESSO, HESSOCRIC, HSPG
 from .runs import load_run
 from .space import Group, Member, SearchSpace
@@ -24,6 +25,7 @@ __all__ = [
     "HESSOCRIC",
     "HSPG",
     "Group",
+    "LatencyTable",
     "Member",
     "NothingPrunableError",
     "SearchSpace",
@@ -35,6 +37,7 @@ __all__ = [
     "hf",
     "load",
     "load_run",
+    "measure_latency",
     "register_rule",
     "save",
 ]

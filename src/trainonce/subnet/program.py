@@ -8,6 +8,7 @@ op's `resize` entry in the op table (`graph/table.py`).
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 from torch import fx, nn
@@ -23,8 +24,21 @@ from .slicing import apply_plan
 from .surgery import remove_structures
 
 
-class _Sizes:
-    """Kept positions along each dim of each traced value, given the zero ZIGs."""
+def dim_atoms(analysis: Analysis, lab: object, d: int) -> torch.Tensor | None:
+    """The atom of every position along dim ``d`` of a traced value with labels ``lab``; None
+    when that dim never shrinks (no axis spans it, or its removal unit spans other dims)."""
+    ax = lab.axis_spanning(d) if isinstance(lab, Labels) else None
+    if ax is None:
+        return None
+    zig = analysis.zigs_of(ax)
+    if len(spans(ax)) > 1 and bool((zig == zig.narrow(d, 0, 1)).all()):
+        return None  # the removal unit spans other dims: this one never shrinks
+    return ax[tuple(slice(None) if k == d else 0 for k in range(ax.dim()))]
+
+
+class Sizes:
+    """Kept positions along each dim of each traced value, given the zero ZIGs: the ``sizes``
+    view the op table's resize rules read (also used by `trainonce.latency`)."""
 
     def __init__(self, analysis: Analysis, zero: torch.Tensor) -> None:
         self.analysis = analysis
@@ -37,14 +51,8 @@ class _Sizes:
         self.gone = analysis.removed_atoms(self.zero)
 
     def kept(self, lab: Labels, d: int) -> torch.Tensor | None:
-        ax = lab.axis_spanning(d) if isinstance(lab, Labels) else None
-        if ax is None:
-            return None
-        zig = self.analysis.zigs_of(ax)
-        if len(spans(ax)) > 1 and bool((zig == zig.narrow(d, 0, 1)).all()):
-            return None  # the removal unit spans other dims: this one never shrinks
-        atoms = ax[tuple(slice(None) if k == d else 0 for k in range(ax.dim()))]
-        return torch.nonzero(~self.gone[atoms]).flatten()
+        atoms = dim_atoms(self.analysis, lab, d)
+        return None if atoms is None else torch.nonzero(~self.gone[atoms]).flatten()
 
     def shape(self, lab: Labels) -> list[int]:
         out = []
@@ -73,7 +81,7 @@ def slim_program(space: SearchSpace, zero: torch.Tensor, plan: dict,
     if source is not None:
         if analysis.dynamic is None:  # traced once per analysis: constructions reuse it
             try:
-                analysis.dynamic = _dynamic_analysis(analysis, source)
+                analysis.dynamic = reanalyze(analysis, source, dynamic_batch=True)
             except Exception as exc:  # noqa: BLE001 - the fixed-batch program is the fallback
                 analysis.dynamic = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
         reason = analysis.dynamic if isinstance(analysis.dynamic, str) else reason
@@ -90,15 +98,20 @@ def slim_program(space: SearchSpace, zero: torch.Tensor, plan: dict,
     return slim
 
 
-def _dynamic_analysis(analysis: Analysis, source: nn.Module) -> Analysis:
-    """Labels of a dynamic-batch trace of ``source``. Parameters get their atoms in the same
-    order as in the analysis trace, so the analysis' ZIG of every atom still applies."""
-    traced = trace(source, (analysis.traced.args, analysis.traced.kwargs), dynamic_batch=True)
+def reanalyze(analysis: Analysis, source: nn.Module, example_inputs: Any = None, *,
+              dynamic_batch: bool = False) -> Analysis:
+    """Labels of ``source`` traced again, on ``example_inputs`` (default: the analysis' own;
+    e.g. another batch size) or with a dynamic batch. Parameters get their atoms in the same
+    order as in the analysis trace, so the analysis' ZIG of every atom still applies; a trace
+    that labels the model differently raises RuntimeError."""
+    if example_inputs is None:
+        example_inputs = (analysis.traced.args, analysis.traced.kwargs)
+    traced = trace(source, example_inputs, dynamic_batch=dynamic_batch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the analysis already reported them
         prop = propagate(traced)
     if prop.rec.next_atom != analysis.prop.rec.next_atom:
-        raise RuntimeError("the dynamic-batch trace labels the model differently")
+        raise RuntimeError("the model traced again is labelled differently")
     return Analysis(traced, prop, analysis.zig_of_atom,
                     structure_of_atom=analysis.structure_of_atom, structures=analysis.structures)
 
@@ -107,7 +120,7 @@ def _cut_program(analysis: Analysis, zero: torch.Tensor, plan: dict) -> fx.Graph
     # a plain GraphModule over the unlifted graph: it supports train()/eval() like any module
     unlifted = analysis.traced.program.module()
     gm = fx.GraphModule(unlifted, unlifted.graph)
-    sz = _Sizes(analysis, zero)
+    sz = Sizes(analysis, zero)
     remove_structures(gm, analysis.structures, zero)
     for node in list(gm.graph.nodes):
         if node.op != "call_function":
