@@ -276,9 +276,9 @@ def budget_from_args(
             "device the model will run on",
             stacklevel=3,
         )
-        latency_table = measure_latency(space)
-    if space is not None and hasattr(latency_table, "check_space"):
-        latency_table.check_space(space)
+        latency_table = measure_latency(space, progress=True)
+    if space is not None:
+        latency_table.bind(space)  # a table of another model is refused here
     return Latency(value, latency_table)
 
 
