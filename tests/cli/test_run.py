@@ -200,3 +200,23 @@ def test_dense_baseline_resumes_bit_exact(tmp_path, monkeypatch, capsys):
     report = (cut / "report.html").read_text()
     again = f"resumed with: trainonce run --model factories:tiny_cnn {' '.join(data)} --resume"
     assert again in report and "resumed at step 2" in report
+
+
+def test_latency_target_run_keeps_its_table_and_reports_the_prediction(tmp_path):
+    """--target-latency: the table is measured once, kept as latency.json (a resumed run uses
+    it, so its selections are the same), and the report puts the predicted dense and slim
+    latency beside the measured ones at the table's batch size and threads."""
+    out = tmp_path / "lat"
+    argv = ["run", "--data", "datafns:small_digits", "--no-dense-baseline", "--epochs", "1",
+            "--batch-size", "64", "--target-latency", "0.9", "--latency-batch", "4",
+            "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    cfg = json.loads((out / "config.json").read_text())["config"]
+    assert cfg["target_kind"] == "latency" and cfg["latency_batch"] == 4
+    table = trainonce.LatencyTable.load(out / "latency.json")
+    assert table.batch_size == 4 and table.threads == 1
+    summary = json.loads((out / "summary.json").read_text())
+    (label, pred), = summary["predicted_latency_s"].items()
+    assert label == "batch 4, 1 thread" and label in summary["latency_s"]
+    assert pred["slim"] <= 0.9 * pred["dense"] + 1e-12 and pred["dense"] == table.dense
+    assert "predicted latency, batch 4, 1 thread" in (out / "report.md").read_text()

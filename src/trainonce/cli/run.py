@@ -283,12 +283,8 @@ def _latency_table(cfg: RunConfig, space, run_dir: Path):
     device = cfg.latency_device or cfg.device
     print(f"measuring the latency table of {cfg.model} on {device}, batch {cfg.latency_batch}, "
           f"{cfg.latency_threads} thread(s) ...", flush=True)
-    t0 = time.perf_counter()
-    table = measure_latency(space, device=device, batch_size=cfg.latency_batch,
-                            threads=cfg.latency_threads, progress=True)
-    print(f"latency table: {len(table.terms)} timed ops, dense {table.dense * 1e3:.2f} ms, "
-          f"measured in {time.perf_counter() - t0:.0f} s", flush=True)
-    return table
+    return measure_latency(space, device=device, batch_size=cfg.latency_batch,
+                           threads=cfg.latency_threads, progress=True)
 
 
 def _build(cfg: RunConfig, device: torch.device, run_dir: Path) -> _Job:
