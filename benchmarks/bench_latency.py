@@ -3,9 +3,11 @@ rounds in one process): what FLOPs turn into, by alignment, against Torch-Prunin
 
 (a) FLOPs kept 0.5 (the same random saliency for every alignment): slim latency with align 1,
     8 and 16, and Torch-Pruning (magnitude, uniform ratio, round_to=8) at the same FLOPs;
-(b) speed-up / FLOPs-reduction of each (1.0: the slim model is as much faster as it is cheaper).
+(b) speed-up / FLOPs-reduction of each (1.0: the slim model is as much faster as it is cheaper);
+(c) with --latency: target_latency 0.5 and 0.3 (align 8, the table measured here): the measured
+    slim/dense latency against the target and the table's prediction against the measurement.
 Usage: [--models resnet50,mobilenet_v2,vit_b_16,resnet8] [--batches 1,16] [--threads 2]
-       [--rounds 6] [--out benchmarks/results/latency_align.md]
+       [--rounds 6] [--latency] [--out benchmarks/results/latency_align.md]
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import conftest  # noqa: E402,F401  (this machine's torchvision quirk: see tests/conftest.py)
 
 import trainonce  # noqa: E402
-from trainonce.optim.budgets import Flops  # noqa: E402
+from trainonce.optim.budgets import Flops, Latency  # noqa: E402
+from trainonce.optim.targets import Pool  # noqa: E402
 from trainonce.report.latency import compare_latency  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -104,14 +107,61 @@ def run(name: str, batches: list[int], threads: int, rounds: int, lines: list[st
         print("\n".join(lines[-len(variants) - 1:]), flush=True)
 
 
+def run_latency(name: str, batches: list[int], threads: int, rounds: int,
+                lines: list[str]) -> None:
+    """(c): selection by the Latency budget (fixed random saliency), the real slim model timed."""
+    model, x = build(name)
+    space = trainonce.analyze(copy.deepcopy(model), x, align=8)
+    for b in batches:
+        table = trainonce.measure_latency(space, batch_size=b, threads=threads, progress=True)
+        xb = torch.randn((b,) + tuple(x.shape[1:]))
+        for target in (0.5, 0.3):
+            budget = Latency(target, table)
+            score = torch.rand(space.num_zigs, dtype=torch.float64,
+                               generator=torch.Generator().manual_seed(0))
+            none = torch.zeros(space.num_zigs, dtype=torch.bool)
+            try:
+                budget.check_reachable(space, Pool.of(space))
+            except ValueError as exc:
+                lines.append(f"| {name} | {b} | {target:.0%} | unreachable: {exc} | | | |")
+                continue
+            chosen = budget.select(space, target, score, none)
+            predicted = table.cost(~chosen) / table.dense
+            dense = copy.deepcopy(space.model)
+            state = {k: v.clone() for k, v in space.model.state_dict().items()}
+            space.set_zero(chosen)
+            slim = trainonce.construct_subnet(space.model, space, verify=False).eval()
+            space.model.load_state_dict(state)
+            t = compare_latency({"dense": dense, "slim": slim}, xb, num_threads=threads,
+                                rounds=rounds)
+            measured = t["slim"].median / t["dense"].median
+            lines.append(f"| {name} | {b} | {target:.0%} | {predicted:.3f} | {measured:.3f} | "
+                         f"{measured / target - 1:+.1%} | {predicted / measured - 1:+.1%} |")
+            print(lines[-1], flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="resnet8,resnet50,mobilenet_v2,vit_b_16")
     ap.add_argument("--batches", default="1,16")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=6)
-    ap.add_argument("--out", default=os.path.join(HERE, "results", "latency_align.md"))
+    ap.add_argument("--latency", action="store_true", help="part (c) instead of (a) and (b)")
+    ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    batches = [int(b) for b in args.batches.split(",")]
+    if args.latency:
+        out = args.out or os.path.join(HERE, "results", "latency_target.md")
+        lines = [f"# target_latency on this CPU ({args.threads} thread(s), align 8, torch "
+                 f"{torch.__version__})", "",
+                 "Command: `python benchmarks/bench_latency.py " + " ".join(sys.argv[1:]) + "`",
+                 "", "| model | batch | target | predicted | measured | measured vs target | "
+                 "predicted vs measured |", "|---|---|---|---|---|---|---|"]
+        for name in args.models.split(","):
+            run_latency(name, batches, args.threads, args.rounds, lines)
+        _write(out, lines)
+        return
+    args.out = args.out or os.path.join(HERE, "results", "latency_align.md")
     lines = [
         f"# Slim latency by alignment at 50% FLOPs (CPU, {args.threads} threads, torch "
         f"{torch.__version__})", "",
@@ -122,11 +172,15 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
     ]
     for name in args.models.split(","):
-        run(name, [int(b) for b in args.batches.split(",")], args.threads, args.rounds, lines)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
+        run(name, batches, args.threads, args.rounds, lines)
+    _write(args.out, lines)
+
+
+def _write(path: str, lines: list[str]) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ def test_bad_run_options(tmp_path, capsys, extra, match):
         (["--lr", "1e6"], "lower --lr"),
         # a finite loss all along but NaN gradients: the optimizer skips every step (it never
         # writes NaN into the weights), and the run is refused: no slim model, no report
-        (["--model", "factories:nan_grad_cnn"], "steps had non-finite gradients and were skipped"),
+        (["--model", "factories:nan_grad_cnn", "--align", "1"],
+         "steps had non-finite gradients and were skipped"),
     ],
 )
 def test_diverging_run_fails_without_report(tmp_path, capsys, extra, match):

@@ -10,7 +10,9 @@ import trainonce
 from trainonce.cli.main import main
 from trainonce.cli.setup import RunConfig, save_config
 
-COMMON = ["--model", "factories:tiny_dropout_cnn", "--epochs", "2", "--batch-size", "64"]
+# 8-channel layers: --align 1, or the CLI's default alignment would keep them whole
+COMMON = ["--model", "factories:tiny_dropout_cnn", "--align", "1", "--epochs", "2",
+          "--batch-size", "64"]
 
 
 def _state(run_dir):

@@ -176,7 +176,8 @@ def test_attention_model_runs_to_the_end_and_its_slim_model_takes_any_batch(tmp_
 def test_dense_baseline_resumes_bit_exact(tmp_path, monkeypatch, capsys):
     """--dense-baseline with --model; Ctrl-C while the baseline trains (batch 6 = its step 2):
     the resumed baseline ends with the weights of an uninterrupted one."""
-    common = ["run", "--model", "factories:tiny_cnn", "--dense-baseline", "--epochs", "1",
+    common = ["run", "--model", "factories:tiny_cnn", "--align", "1", "--dense-baseline",
+              "--epochs", "1",
               "--batch-size", "64", "--no-progress"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert main([*common, "--data", "datafns:small_digits", "--out", str(whole)]) == 0
@@ -208,7 +209,8 @@ def test_latency_target_run_keeps_its_table_and_reports_the_prediction(tmp_path)
     latency beside the measured ones at the table's batch size and threads."""
     out = tmp_path / "lat"
     argv = ["run", "--data", "datafns:small_digits", "--no-dense-baseline", "--epochs", "1",
-            "--batch-size", "64", "--target-latency", "0.9", "--latency-batch", "4",
+            "--batch-size", "64", "--target-latency", "0.95", "--latency-batch", "4",
+            "--align", "1",  # 8x8 digits: latency reachable to ~0.75-0.9 (measured), so 0.95
             "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     cfg = json.loads((out / "config.json").read_text())["config"]
@@ -218,5 +220,5 @@ def test_latency_target_run_keeps_its_table_and_reports_the_prediction(tmp_path)
     summary = json.loads((out / "summary.json").read_text())
     (label, pred), = summary["predicted_latency_s"].items()
     assert label == "batch 4, 1 thread" and label in summary["latency_s"]
-    assert pred["slim"] <= 0.9 * pred["dense"] + 1e-12 and pred["dense"] == table.dense
+    assert pred["slim"] <= 0.95 * pred["dense"] + 1e-12 and pred["dense"] == table.dense
     assert "predicted latency, batch 4, 1 thread" in (out / "report.md").read_text()

@@ -85,7 +85,8 @@ def test_bad_specs_say_what_is_wrong(project, spec, message):
 def test_run_with_file_specs_then_load_run(project, capsys):
     out = project / "run"
     argv = ["run", "--model", "models/net.py:net", "--data", "mydata:digits", "--epochs", "1",
-            "--batch-size", "64", "--target-flops", "0.6", "--out", str(out), "--no-progress"]
+            "--batch-size", "64", "--target-flops", "0.6", "--align", "1", "--out", str(out),
+            "--no-progress"]
     assert main(argv) == 0
     with pytest.raises(ValueError, match="trust_run_config=True"):
         trainonce.load_run(out)
@@ -146,7 +147,8 @@ def test_file_spec_model_class_survives_a_copied_project(project, tmp_path_facto
     (project / "models" / "cls.py").write_text(CLASS_SRC)
     out = project / "run"
     argv = ["run", "--model", "models/cls.py:net", "--data", "mydata:digits", "--epochs", "1",
-            "--batch-size", "64", "--target-flops", "0.6", "--out", str(out), "--no-progress"]
+            "--batch-size", "64", "--target-flops", "0.6", "--align", "1", "--out", str(out),
+            "--no-progress"]
     assert main(argv) == 0
     recipe = (out / "slim" / "recipe.json").read_text()
     assert '"architecture": "models.cls.Net"' in recipe

@@ -43,6 +43,7 @@ TRAINING_OPTIONS = (
     "optimizer",
     "mode",
     "variant",
+    "align",
     *(f"target_{b.name}" for b in BUDGETS),
     "epochs",
     "batch_size",
@@ -88,6 +89,9 @@ def add_parser(sub) -> None:
         f"(default: {d.mode}; h2spg is made for erase/both)",
     )
     p.add_argument("--variant", choices=["sgd", "adam", "adamw"], help=f"default: {d.variant}")
+    p.add_argument("--align", type=int, metavar="M",
+                   help=f"keep a multiple of M channels (or all) in every channel group, so "
+                   f"cut widths suit the kernels; 1: any width (default: {d.align})")
     t = p.add_mutually_exclusive_group()
     for b in BUDGETS:  # one flag per budget kind: --target-flops (the default, 0.5), ...
         flags = ["--target-" + b.name.replace("_", "-")]
@@ -173,7 +177,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
         flags = ", ".join("--" + n.replace("_", "-") for n in latency)
         raise ValueError(f"{flags} describe the latency table of --target-latency; give "
                          "--target-latency R or leave them out")
-    for name in ("epochs", "batch_size", "latency_batch", "latency_threads"):
+    for name in ("align", "epochs", "batch_size", "latency_batch", "latency_threads"):
         if _given(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if not (_given(args, "lr") > 0 and math.isfinite(_given(args, "lr"))):
@@ -182,7 +186,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
     out = args.out or f"runs/{model.replace(':', '_')}-{data.replace(':', '_')}-" + (
         time.strftime("%Y%m%d-%H%M%S")
     )
-    names = ("mode", "variant", "epochs", "batch_size", "lr", "lr_schedule")
+    names = ("mode", "variant", "align", "epochs", "batch_size", "lr", "lr_schedule")
     names += ("weight_decay", "seed", "device", "latency_batch", "latency_threads")
     return RunConfig(
         model=model,
@@ -311,7 +315,7 @@ def _build(cfg: RunConfig, device: torch.device, run_dir: Path) -> _Job:
     example = adapt(bundle.train[0][0].unsqueeze(0))
     model.eval()
     with quiet_torch():
-        space = trainonce.analyze(model, (example,), mode=cfg.mode)
+        space = trainonce.analyze(model, (example,), mode=cfg.mode, align=cfg.align)
     total = cfg.epochs * full_batches_per_epoch(len(bundle.train), cfg.batch_size)
     model.to(device)
     loss_fn = None

@@ -18,6 +18,12 @@ from ..optim.budgets import CostBudget, budget_kind
 from ..optim.registry import OPTIMIZERS, optimizer_class  # noqa: F401 (run's --optimizer choices)
 
 CONFIG_NAME = "config.json"
+# The CLI's default alignment. Slim latency at 50% FLOPs kept, speed-up x FLOPs kept on this CPU,
+# 1 thread (benchmarks/results/latency_align.md), align 1 / 8 / 16: resnet50 batch 1 0.88 /
+# 0.93 / 0.92, mobilenet_v2 batch 1 0.74 / 0.83 / 0.69 and batch 16 1.03 / 1.26 / 1.38, resnet8
+# batch 16 0.82 / 0.96 / 0.60 (16 keeps its 16-channel layers whole). 8 is best or within noise
+# of the best everywhere. The library's default stays 1 (docs/latency.md says why).
+ALIGN = 8
 LATENCY_NAME = "latency.json"  # a latency target's table, kept for --resume
 
 # --optimizer's default, by the share of FLOPs/params kept: (upper bound, name), first match.
@@ -44,6 +50,7 @@ class RunConfig:
     data: str = "mnist"
     optimizer: str = "hesso"
     mode: str = "prune"  # prune | erase | both (what `trainonce.analyze` removes)
+    align: int = ALIGN  # every cut width a multiple of it (`trainonce.analyze(align=...)`)
     variant: str = "sgd"
     target_kind: str = "flops"  # a budget name: flops | params | latency | group_sparsity
     target: float = 0.5
@@ -113,7 +120,8 @@ def load_config(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
         raise ValueError(f"{run_dir} is not a trainonce run directory (no {CONFIG_NAME})")
     try:
         raw = json.loads(path.read_text())
-        cfg = RunConfig(**raw["config"])
+        # runs written before --align were cut at any width
+        cfg = RunConfig(**{"align": 1, **raw["config"]})
         if cfg.target_kind == "sparsity":  # runs written before the budget names were one
             cfg.target_kind = "group_sparsity"
         budget_kind(cfg.target_kind)

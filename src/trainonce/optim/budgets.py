@@ -113,11 +113,12 @@ class GroupSparsity(Budget):
             return
         name = f"{self.keyword}={self.value:g}"
         if bound <= 0:
-            raise ValueError(f"{name} cannot be reached: {NOTHING_REMOVABLE}")
+            raise ValueError(f"{name} cannot be reached: {NOTHING_REMOVABLE}{_aligned(space)}")
         most = math.floor(bound * 1000) / 1000
         raise ValueError(
             f"{name} cannot be reached: every group keeps at least one ZIG, so at most "
             f"{bound:.1%} of the prunable ZIGs can be zeroed; choose {self.keyword} <= {most:.3f}"
+            f"{_aligned(space)}"
         )
 
 
@@ -172,11 +173,11 @@ class CostBudget(Budget):
         name = f"{self.keyword}={self.value:g}"
         if bound >= 1.0 - 1e-12:
             raise ValueError(f"{name} cannot be reached: no {self.label} can be removed "
-                             f"({NOTHING_REMOVABLE})")
+                             f"({NOTHING_REMOVABLE}){_aligned(space)}")
         least = math.ceil(bound * 1000) / 1000
         raise ValueError(
             f"{name} cannot be reached: at most {1 - bound:.1%} of {self.label} can be removed "
-            f"(keep >= {least:.3f}); choose {self.keyword} >= {least:.3f}"
+            f"(keep >= {least:.3f}); choose {self.keyword} >= {least:.3f}{_aligned(space)}"
         )
 
 
@@ -280,6 +281,16 @@ def budget_from_args(
     if space is not None:
         latency_table.bind(space)  # a table of another model is refused here
     return Latency(value, latency_table)
+
+
+def _aligned(space: SearchSpace) -> str:
+    """The hint for an aligned space, whose groups keep multiples of ``align`` channels."""
+    m = getattr(space, "align", 1)
+    if m <= 1:
+        return ""
+    return (f"; with align={m} every channel group keeps a multiple of {m} channels (groups "
+            f"narrower than {m} are kept whole): analyze with a smaller align (the CLI's "
+            "--align 1) to cut finer")
 
 
 def budget_kind(name: str) -> type[Budget]:
