@@ -18,10 +18,8 @@ import os
 import sys
 import time
 
+import machine  # noqa: F401  (this machine's torchvision quirk: see machine.py)
 import torch
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-import conftest  # noqa: E402,F401  (this machine's torchvision quirk: see tests/conftest.py)
 
 import trainonce  # noqa: E402
 from trainonce.optim.budgets import Flops, Latency  # noqa: E402

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import time
 from pathlib import Path
 
+import machine  # noqa: F401 - this machine's torchvision workaround
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import conftest  # noqa: E402,F401 - this machine's torchvision workaround
 
 import trainonce  # noqa: E402
 from trainonce.report.latency import compare_latency  # noqa: E402
