@@ -50,7 +50,7 @@ def slim_at_flops(model, x, keep: float, align: int, seed: int = 0):
                        generator=torch.Generator().manual_seed(seed))
     chosen = Flops(keep).select(space, keep, score, torch.zeros(space.num_zigs, dtype=torch.bool))
     space.set_zero(chosen)
-    slim = trainonce.construct_subnet(model, space, verify=False).eval()
+    slim = trainonce.construct_subnet(model, space).eval()  # the check picks eager or program
     return slim, space.flops(~chosen) / space.flops()
 
 
@@ -128,7 +128,7 @@ def run_latency(name: str, batches: list[int], threads: int, rounds: int,
             dense = copy.deepcopy(space.model)
             state = {k: v.clone() for k, v in space.model.state_dict().items()}
             space.set_zero(chosen)
-            slim = trainonce.construct_subnet(space.model, space, verify=False).eval()
+            slim = trainonce.construct_subnet(space.model, space).eval()
             space.model.load_state_dict(state)
             t = compare_latency({"dense": dense, "slim": slim}, xb, num_threads=threads,
                                 rounds=rounds)
