@@ -22,10 +22,16 @@ from torch.utils.data import Subset, default_collate
 
 from ..optim.budgets import BUDGETS, GroupSparsity
 from .console import quiet_torch
+from .latency import FLAGS as LATENCY_FLAGS
+from .latency import (
+    add_latency_arguments,
+    check_latency_arguments,
+    latency_table,
+    save_latency_table,
+)
 from .setup import (
     DEFAULT_OPTIMIZER_BY_KEPT,
     DEFAULT_OPTIMIZER_SPARSITY,
-    LATENCY_NAME,
     OPTIMIZERS,
     RunConfig,
     build_optimizer,
@@ -51,9 +57,7 @@ TRAINING_OPTIONS = (
     "lr_schedule",
     "weight_decay",
     "seed",
-    "latency_device",
-    "latency_batch",
-    "latency_threads",
+    *LATENCY_FLAGS,
     "out",
 )
 
@@ -110,15 +114,7 @@ def add_parser(sub) -> None:
     p.add_argument("--weight-decay", type=float, help=f"default: {d.weight_decay}")
     p.add_argument("--seed", type=int, help=f"default: {d.seed}")
     p.add_argument("--device", help="cpu (default; on --resume the run's device) or cuda")
-    p.add_argument("--latency-device",
-                   help="with --target-latency: the device its table is measured on (default: "
-                   "--device); the run's latency.json keeps it for --resume")
-    p.add_argument("--latency-batch", type=int,
-                   help="with --target-latency: batch size of the table "
-                   f"(default {d.latency_batch})")
-    p.add_argument("--latency-threads", type=int,
-                   help=f"with --target-latency: CPU threads of the table (default "
-                   f"{d.latency_threads})")
+    add_latency_arguments(p, d)
     p.add_argument("--out", help="run directory (default runs/<model>-<data>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     p.add_argument(
@@ -169,14 +165,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
         if v is not None:
             kind, target = b.name, v
     check_target(kind, target)
-    latency = [n for n in ("latency_device", "latency_batch", "latency_threads")
-               if getattr(args, n) is not None]
-    if args.latency_device is not None:
-        check_device(args.latency_device)
-    if latency and kind != "latency":
-        flags = ", ".join("--" + n.replace("_", "-") for n in latency)
-        raise ValueError(f"{flags} describe the latency table of --target-latency; give "
-                         "--target-latency R or leave them out")
+    check_latency_arguments(args, kind)
     for name in ("align", "epochs", "batch_size", "latency_batch", "latency_threads"):
         if _given(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
@@ -276,21 +265,6 @@ def split_held_out(ds, share: float, seed: int) -> tuple[Subset, Subset]:
     return Subset(ds, torch.nonzero(keep).flatten().tolist()), Subset(ds, held_idx.tolist())
 
 
-def _latency_table(cfg: RunConfig, space, run_dir: Path):
-    """A latency target's table: the run's own ``latency.json`` when resuming (so the resumed
-    selections are the same), else measured now and kept there."""
-    from ..latency import LatencyTable, measure_latency
-
-    path = run_dir / LATENCY_NAME
-    if path.is_file():
-        return LatencyTable.load(path).bind(space)
-    device = cfg.latency_device or cfg.device
-    print(f"measuring the latency table of {cfg.model} on {device}, batch {cfg.latency_batch}, "
-          f"{cfg.latency_threads} thread(s) ...", flush=True)
-    return measure_latency(space, device=device, batch_size=cfg.latency_batch,
-                           threads=cfg.latency_threads, progress=True)
-
-
 def _build(cfg: RunConfig, device: torch.device, run_dir: Path) -> _Job:
     import trainonce
 
@@ -325,7 +299,7 @@ def _build(cfg: RunConfig, device: torch.device, run_dir: Path) -> _Job:
         def loss_fn() -> torch.Tensor:  # on the held-out share, never trained on
             return F.cross_entropy(model(adapt(held_x.to(device))), held_y.to(device))
 
-    table = _latency_table(cfg, space, run_dir) if cfg.target_kind == "latency" else None
+    table = latency_table(cfg, space, run_dir) if cfg.target_kind == "latency" else None
     opt = build_optimizer(cfg, space, total, loss_fn, table)
     sched = make_scheduler(opt, cfg.lr_schedule, total)
     info = {
@@ -429,8 +403,7 @@ def run(args: argparse.Namespace) -> int:
     job = _build(cfg, check_device(cfg.device), run_dir)
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    if job.latency_table is not None and not (run_dir / LATENCY_NAME).is_file():
-        job.latency_table.save(run_dir / LATENCY_NAME)
+    save_latency_table(job.latency_table, run_dir)
     try:
         t_train = time.perf_counter()
         history = _train(job, cfg, run_dir, state, args)
