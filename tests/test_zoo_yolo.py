@@ -12,14 +12,15 @@ from trainonce.subnet.verify import run
 
 tasks = pytest.importorskip("ultralytics.nn.tasks")
 
-# yaml: (model class, groups, prunable groups, prunable ZIGs) at 64x64; YOLO11's C3k2/C2PSA
-# split their hidden channels with a stored int, so their slim model is the traced program
+# yaml: (model class, groups, prunable groups, prunable ZIGs) at 64x64. The two halves of a
+# C2f/C3k2/C2PSA hidden layer are one ZIG per channel pair (the blocks split them by one stored
+# width), and YOLO11's PSA Attention is kept whole: the slim model is ultralytics' own class
 YOLO = {
-    "yolov8n.yaml": ("DetectionModel", 141, 56, 4512),
-    "yolo11n.yaml": ("DetectionModel", 158, 67, 5530),
-    "yolov8n-seg.yaml": ("SegmentationModel", 170, 65, 4896),
-    "yolo11n-pose.yaml": ("PoseModel", 177, 73, 5836),
-    "yolov8n-cls.yaml": ("ClassificationModel", 60, 24, 3072),
+    "yolov8n.yaml": ("DetectionModel", 133, 48, 3984),
+    "yolo11n.yaml": ("DetectionModel", 149, 56, 4744),
+    "yolov8n-seg.yaml": ("SegmentationModel", 162, 57, 4368),
+    "yolo11n-pose.yaml": ("PoseModel", 168, 62, 5050),
+    "yolov8n-cls.yaml": ("ClassificationModel", 56, 20, 2832),
 }
 
 
@@ -49,7 +50,18 @@ def test_yolo_analysis_leaves_the_model_and_slims_exactly(cfg):
     assert all(torch.equal(a, b) for a, b in zip(got, want)) and len(got) == len(want)
     make_zeroing_visible(model, x)
     index = sorted(YOLO).index(cfg)
-    check_slim(model, x, sparsities=((0.3, 0.7)[index % 2],), seeds=(index,), space=space)
+    _, slim = check_slim(model, x, sparsities=((0.3, 0.7)[index % 2],), seeds=(index,),
+                         space=space)
+    assert type(slim) is type(model)  # ultralytics' own class: its predict/val/export work
+    # a trained model zeroes each group to its own share: ZIGs drawn one by one, not a
+    # share per group, must slim to the own class too
+    gen = torch.Generator().manual_seed(index)
+    zero = (torch.rand(space.num_zigs, generator=gen) < 0.5) & space.prunable_mask
+    for g in space.groups:  # every group keeps one ZIG
+        zero[g.offset] = False
+    space.set_zero(zero)
+    slim = trainonce.construct_subnet(model, space)  # verified against the zeroed model
+    assert type(slim) is type(model)
 
 
 @pytest.mark.parametrize("cfg", ["yolov8n.yaml", "yolo11n.yaml"])

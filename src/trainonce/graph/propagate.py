@@ -78,10 +78,14 @@ def _excluded(name: str, exclude: set[str]) -> bool:
     return any(".".join(parts[:i]) in exclude for i in range(1, len(parts) + 1))
 
 
-def propagate(traced: Traced, exclude: list[str] | None = None) -> Propagation:
+def propagate(traced: Traced, exclude: list[str] | None = None,
+              kept_whole: dict[str, str] | None = None) -> Propagation:
+    """Labels of every traced value. The parameters of the modules in ``exclude`` (the
+    user's) and ``kept_whole`` (name -> why, `graph.families`) are pinned."""
     prop = Propagation(Recorder())
     rec = prop.rec
     excl = set(exclude or [])
+    whole = kept_whole or {}
     env: dict[fx.Node, object] = {}
     used: dict[str, bool] = {}
     for node in traced.graph.nodes:
@@ -113,6 +117,10 @@ def propagate(traced: Traced, exclude: list[str] | None = None) -> Propagation:
         if _excluded(name, excl):
             for ids in atoms.values():
                 rec.block(ids, "excluded by the user")
+        owner = next((m for m in whole if _excluded(name, {m})), None)
+        if owner is not None:
+            for ids in atoms.values():
+                rec.block(ids, f"{whole[owner]} ('{owner}')")
         if is_param:
             used[name] = used.get(name, False) or bool(node.users)
     for name, was_used in used.items():

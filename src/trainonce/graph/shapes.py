@@ -172,7 +172,19 @@ def cat(rec: Recorder, xs: list[Labels], d: int, out_shape) -> Labels:
 
 
 def split(rec: Recorder, x: Labels, d: int, sizes: list[int], out_shapes) -> list[Labels]:
+    """Pieces of ``x`` along ``d``. Equal pieces keep equal widths: position i of every piece
+    is one removal unit. A model's own forward almost always computes equal pieces from the
+    tensor's size or from one stored width (``chunk(2)``, YOLO's ``split((self.c, self.c))``,
+    a fused gate/up projection), and only a cut that keeps them equal can be run by it, so the
+    slim model keeps the model's own class instead of becoming a traced program."""
     d = d % x.ndim
+    if len(sizes) > 1 and len(set(sizes)) == 1:
+        n = sizes[0]
+        for a in x.axes:
+            if a.shape[d] > 1:
+                for i in range(1, len(sizes)):
+                    rec.union(a.narrow(d, 0, n), a.narrow(d, i * n, n),
+                              f"equal pieces of {rec.where}")
     outs, start = [], 0
     for n, shape in zip(sizes, out_shapes):
         outs.append(slice_(rec, x, d, start, start + n, 1, shape))

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..graph.components import components
+from ..graph.families import kept_whole
 from ..graph.labels import Labels, Recorder, spans
 from ..graph.propagate import Propagation, pin_outputs, propagate
 from ..trace import Traced, trace
@@ -51,7 +52,7 @@ def analyze(model: nn.Module, example_inputs: Any, *, mode: str = "prune",
     _check_exclude(model, exclude)
     check_align(align)
     traced = trace(model, example_inputs)
-    prop = propagate(traced, exclude)
+    prop = propagate(traced, exclude, kept_whole(model))
     pin_outputs(traced, prop)
     roots = _roots(prop)
     space = _assemble(traced, prop, roots, mode, exclude or [], align)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..graph.families import family_sizes
 from ..graph.registry import module_sizes
 
 
@@ -18,18 +19,22 @@ def snapshot_sizes(model: nn.Module) -> dict[int, dict]:
     (layers may be deleted and renumbered in between)."""
     out = {}
     for m in model.modules():
-        entry = module_sizes(m)
+        entry = _sizes(m)
         out[id(m)] = entry.snapshot(m) if entry is not None and entry.snapshot else {}
     return out
 
 
 def update_sizes(model: nn.Module, before: dict[int, dict]) -> None:
     for m in model.modules():
-        entry = module_sizes(m)
+        entry = _sizes(m)
         if entry is not None:
             entry.update(m, before.get(id(m), {}))
     for m in model.modules():  # after the layers: these read their children's new sizes
         _hf_sizes(m)
+
+
+def _sizes(m: nn.Module):
+    return module_sizes(m) or family_sizes(m)
 
 
 def _hf_sizes(m: nn.Module) -> None:
