@@ -31,13 +31,14 @@ class SplitChunk(nn.Module):
     def __init__(self):
         super().__init__()
         self.stem = cbr(3, 12)
-        self.b1, self.b2, self.b3 = cbr(4, 4), cbr(4, 4), cbr(4, 4)
+        self.b1, self.b2, self.b3 = cbr(4, 4), cbr(4, 4), cbr(4, 5)
         self.mix = cbr(12, 6)
         self.head = nn.Linear(6, 3)
 
     def forward(self, x):
+        # chunk: equal pieces, one removal unit per position; split [3, 5]: pieces cut apart
         a, b, c = self.stem(x).chunk(3, dim=1)
-        p, q = torch.split(torch.cat([self.b1(a), self.b2(b)], 1), [4, 4], dim=1)
+        p, q = torch.split(torch.cat([self.b1(a), self.b2(b)], 1), [3, 5], dim=1)
         y = self.mix(torch.cat([p, q + self.b3(c), c], 1))
         return self.head(y.mean((2, 3)))
 

@@ -13,7 +13,7 @@ GROUPS = {
     "conv_transpose_instance_norm": (8, 2, 14), "custom_linear_subclass": (4, 2, 32),
     "depthwise": (12, 2, 20), "flatten_linear": (9, 3, 24), "group_norm": (8, 2, 12),
     "grouped_conv": (11, 2, 12), "layer_scale": (8, 2, 80), "multihead_attention": (5, 3, 52),
-    "pixel_shuffle": (8, 2, 14), "shared_and_tied": (3, 2, 40), "split_chunk": (18, 6, 26),
+    "pixel_shuffle": (8, 2, 14), "shared_and_tied": (3, 2, 40), "split_chunk": (17, 5, 18),
     "squeeze_excite": (9, 3, 28),
 }
 
