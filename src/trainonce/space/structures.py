@@ -307,6 +307,11 @@ class Hierarchy:
         self.units = {z: (s.name, g.by_name[s.exit],
                           {g.by_name[n] for n in s.nodes if n in g.by_name})
                       for s, z in units}
+        # what dropping a zero joint (all its inputs removed) from the joint it feeds would
+        # get wrong; a unit's own exit was checked when it was found (`_why_not`)
+        self.drop_problems = {(i, u): why for u in self.joints for i in self.joints[u]
+                              if i in self.joints
+                              and (why := _drop_problem(g.nodes[i], g.nodes[u])) is not None}
         self.zigs = torch.tensor(sorted(self.units), dtype=torch.long)
         self._memo: dict[tuple[int, ...], str | None] = {}
 
@@ -333,6 +338,12 @@ class Hierarchy:
             ins = self.joints[j]
             if ins and all(i in zero for i in ins):
                 zero.add(j)
+                continue
+            bad = next((i for i in ins if i in zero and (i, j) in self.drop_problems), None)
+            if bad is not None:
+                culprits = [self.units[z][0] for z in key if self._feeds(z, bad, zero)]
+                return (f"removing {', '.join(culprits)} leaves no input to {self.names[bad]}, "
+                        f"and {self.names[j]} cannot drop it: {self.drop_problems[bad, j]}")
         for i in sorted(zero):
             bad = [u for u in self.users[i] if u not in removed and i not in self.joints.get(u, ())]
             if bad:
@@ -355,6 +366,24 @@ class Hierarchy:
                     seen.add(u)
                     stack.append(u)
         return False
+
+
+def _drop_problem(inner: fx.Node, outer: fx.Node) -> str | None:
+    """Why ``outer`` (a joint) would not compute the same once its input ``inner`` (a joint
+    whose inputs are all removed, so zero) is dropped from it; None if it would."""
+    kind = _joint(outer).kind
+    if kind == "sum":
+        others = [a for a in _joint_inputs(outer) if a is not inner]
+        if outer.kwargs.get("alpha", 1) != 1:
+            return "it is scaled (add with alpha)"
+        if others and _shape(others[0]) != _shape(outer):
+            return "its other input is broadcast to a larger shape"
+        return None
+    if _joint(inner).kind == "sum":
+        return ("it is concatenated, and the layers after the concat would still read its "
+                "channels")
+    dim = lambda n: (n.args[1] if len(n.args) > 1 else n.kwargs.get("dim", 0)) % len(_shape(n))  # noqa: E731
+    return None if dim(inner) == dim(outer) else "it is concatenated along another dim"
 
 
 def _joint_inputs(n: fx.Node) -> list[fx.Node]:
