@@ -14,6 +14,7 @@ from torch import nn
 
 from .atomic import atomic_write
 from .data.optional import require
+from .pristine import pristine
 from .subnet.verify import max_rel_diff
 from .trace import tensor_leaves
 
@@ -50,12 +51,16 @@ def _onnx_write(model: nn.Module, example: torch.Tensor, tmp: str, big: bool) ->
     kw = dict(dynamo=True, external_data=big, verbose=False, input_names=["input"])
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
+        # each try on a pristine model: a failed dynamic trace leaves what the forward cached
+        # (YOLO-pose's anchors) holding symbolic sizes, and the static export then fails too
         try:
             batch = torch.export.Dim("batch", min=1)
-            torch.onnx.export(model, (example,), tmp, dynamic_shapes=({0: batch},), **kw)
+            with pristine(model):
+                torch.onnx.export(model, (example,), tmp, dynamic_shapes=({0: batch},), **kw)
             return torch.cat([example, example.flip(0) * 0.5], 0)
         except Exception:  # noqa: BLE001 - models that specialise the batch: static export
-            torch.onnx.export(model, (example,), tmp, **kw)
+            with pristine(model):
+                torch.onnx.export(model, (example,), tmp, **kw)
             return example
 
 
