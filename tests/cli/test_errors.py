@@ -65,7 +65,8 @@ def test_bad_run_options(tmp_path, capsys, extra, match):
 )
 def test_diverging_run_fails_without_report(tmp_path, capsys, extra, match):
     out = tmp_path / "run"
-    argv = ["run", "--data", "datafns:small_digits", "--epochs", "1", "--no-progress"]
+    argv = ["run", "--data", "datafns:small_digits", "--epochs", "1", "--no-progress",
+            "--no-onnx"]
     _fails([*argv, "--out", str(out), *extra], capsys, match)
     assert not out.exists()  # no checkpoint was worth keeping, so nothing at all
 

@@ -11,7 +11,7 @@ from trainonce.cli.main import main
 from trainonce.cli.setup import RunConfig, save_config
 
 # 8-channel layers: --align 1, or the CLI's default alignment would keep them whole
-COMMON = ["--model", "factories:tiny_dropout_cnn", "--align", "1", "--epochs", "2",
+COMMON = ["--model", "factories:tiny_dropout_cnn", "--align", "1", "--no-onnx", "--epochs", "2",
           "--batch-size", "64"]
 
 
@@ -51,7 +51,8 @@ def test_resume_is_bit_exact(tmp_path, monkeypatch, capsys, optimizer):
     assert _state(cut)["step"] == 3
     lr_mid = _state(cut)["optimizer"]["param_groups"][0]["lr"]
     assert 0 < lr_mid < 0.05  # the cosine schedule had decayed when it stopped
-    resume = ["run", "--resume", str(cut), "--model", "factories:tiny_dropout_cnn", *data]
+    resume = ["run", "--resume", str(cut), "--model", "factories:tiny_dropout_cnn", *data,
+              "--no-onnx"]
     assert main([*resume, "--no-progress"]) == 0
     a, b = _state(whole), _state(cut)
     total = json.loads((whole / "config.json").read_text())["info"]["total_steps"]

@@ -177,6 +177,7 @@ def test_dense_baseline_resumes_bit_exact(tmp_path, monkeypatch, capsys):
     """--dense-baseline with --model; Ctrl-C while the baseline trains (batch 6 = its step 2):
     the resumed baseline ends with the weights of an uninterrupted one."""
     common = ["run", "--model", "factories:tiny_cnn", "--align", "1", "--dense-baseline",
+              "--no-onnx",
               "--epochs", "1",
               "--batch-size", "64", "--no-progress"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
@@ -209,6 +210,7 @@ def test_latency_target_run_keeps_its_table_and_reports_the_prediction(tmp_path)
     latency beside the measured ones at the table's batch size and threads."""
     out = tmp_path / "lat"
     argv = ["run", "--data", "datafns:small_digits", "--no-dense-baseline", "--epochs", "1",
+            "--no-onnx",
             "--batch-size", "64", "--target-latency", "0.95", "--latency-batch", "4",
             "--align", "1",  # 8x8 digits: latency reachable to ~0.75-0.9 (measured), so 0.95
             "--out", str(out), "--no-progress"]
@@ -218,6 +220,7 @@ def test_latency_target_run_keeps_its_table_and_reports_the_prediction(tmp_path)
     table = trainonce.LatencyTable.load(out / "latency.json")
     assert table.batch_size == 4 and table.threads == 1
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["onnx_max_diff"] is None and not (out / "model.onnx").exists()  # --no-onnx
     (label, pred), = summary["predicted_latency_s"].items()
     assert label == "batch 4, 1 thread" and label in summary["latency_s"]
     assert pred["slim"] <= 0.95 * pred["dense"] + 1e-12 and pred["dense"] == table.dense

@@ -14,6 +14,7 @@ from trainonce.zoo import build_model
 def test_erase_run_removes_branches_and_reloads_exactly(tmp_path):
     out = tmp_path / "erase"
     argv = ["run", "--data", "digits", "--epochs", "1", "--batch-size", "64", "--mode", "erase",
+            "--no-onnx",
             "--optimizer", "h2spg", "--target-flops", "0.6", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     s = json.loads((out / "summary.json").read_text())

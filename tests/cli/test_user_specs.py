@@ -85,6 +85,7 @@ def test_bad_specs_say_what_is_wrong(project, spec, message):
 def test_run_with_file_specs_then_load_run(project, capsys):
     out = project / "run"
     argv = ["run", "--model", "models/net.py:net", "--data", "mydata:digits", "--epochs", "1",
+            "--no-onnx",
             "--batch-size", "64", "--target-flops", "0.6", "--align", "1", "--out", str(out),
             "--no-progress"]
     assert main(argv) == 0
@@ -107,6 +108,7 @@ def test_run_with_file_specs_then_load_run(project, capsys):
 def test_load_run_rebuilds_a_builtin_model_by_itself(tmp_path):
     out = tmp_path / "builtin"
     argv = ["run", "--data", "digits", "--epochs", "1", "--batch-size", "256", "--out", str(out),
+            "--no-onnx",
             "--no-progress"]
     assert main(argv) == 0
     slim = trainonce.load_run(out)
@@ -147,6 +149,7 @@ def test_file_spec_model_class_survives_a_copied_project(project, tmp_path_facto
     (project / "models" / "cls.py").write_text(CLASS_SRC)
     out = project / "run"
     argv = ["run", "--model", "models/cls.py:net", "--data", "mydata:digits", "--epochs", "1",
+            "--no-onnx",
             "--batch-size", "64", "--target-flops", "0.6", "--align", "1", "--out", str(out),
             "--no-progress"]
     assert main(argv) == 0

@@ -70,8 +70,9 @@ def _slim(model, space, bundle, adapt, factory) -> _Pair:
     return _Pair(model, slim, keep, x1, _max_diff(slim, model, x1), (dense_acc, slim_acc))
 
 
-def _save_checked(pair: _Pair, staging: Path, factory) -> tuple[float, float]:
-    """Save the slim model and its ONNX export; return (reload diff, ONNX diff)."""
+def _save_checked(pair: _Pair, staging: Path, factory, onnx: bool) -> tuple[float, float | None]:
+    """Save the slim model and (``onnx``) its ONNX export; return (reload diff, ONNX diff or
+    None)."""
     import trainonce
 
     trainonce.save(pair.slim, staging / "slim")
@@ -81,6 +82,8 @@ def _save_checked(pair: _Pair, staging: Path, factory) -> tuple[float, float]:
         same = within_tolerance(pair.slim.eval()(pair.x1), reloaded.eval()(pair.x1))
     if not same:
         raise RuntimeError(f"the saved slim model reloads with different outputs ({reload_diff})")
+    if not onnx:
+        return reload_diff, None
     return reload_diff, exporters.export_onnx(pair.slim, pair.x1, staging / "model.onnx")
 
 
@@ -144,7 +147,8 @@ def _notes(diffs: dict[str, float], cmp: Comparison, rows: list[LayerRow]) -> li
     notes = [
         f"the trained model before slimming (pruned groups at exactly zero): test accuracy "
         f"{cmp.pruned_accuracy:.2%}; slim vs it, max |output difference| {diffs['slim']:.2e}; "
-        f"reloaded slim: {diffs['reload']:.2e}; ONNX (onnxruntime) vs torch: {diffs['onnx']:.2e}",
+        f"reloaded slim: {diffs['reload']:.2e}; ONNX (onnxruntime) vs torch: "
+        + (f"{diffs['onnx']:.2e}" if diffs["onnx"] is not None else "not exported (--no-onnx)"),
         f"{dense - sum(r.after for r in rows)} of {dense} prunable channels removed "
         f"in {sum(r.after < r.before for r in rows)} of {len(rows)} layers",
     ]
@@ -191,16 +195,17 @@ def _publish(staging: Path, run_dir: Path) -> None:
 
 
 def finish(run_dir: Path, settings: dict, model, space, bundle, adapt, history, factory,
-           facts: RunFacts | None = None, latency_table=None) -> dict:
+           facts: RunFacts | None = None, latency_table=None, onnx: bool = True) -> dict:
     """Build, verify and save the slim model and the report; return the summary dict.
-    ``latency_table``: a latency target's table, whose predictions the report shows."""
+    ``latency_table``: a latency target's table, whose predictions the report shows;
+    ``onnx``: also write and check model.onnx."""
     t0 = time.perf_counter()
     facts = facts or RunFacts()
     pair = _slim(model, space, bundle, adapt, factory)
     staging = run_dir / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    reload_diff, onnx_diff = _save_checked(pair, staging, factory)
+    reload_diff, onnx_diff = _save_checked(pair, staging, factory, onnx)
     cmp = _compare(pair, space, bundle, adapt, facts.baseline, latency_table)
     rows = layer_rows(space, pair.keep)
     plots = _plots(history, rows, staging, facts)

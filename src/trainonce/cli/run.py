@@ -123,6 +123,9 @@ def add_parser(sub) -> None:
         help="on --resume, call the module:function model/data recorded in RUN_DIR",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-onnx", action="store_true",
+                   help="do not write model.onnx (its export and onnxruntime check take 3-15 s; "
+                   "`trainonce export RUN_DIR --format onnx` writes it later)")
     p.add_argument(
         "--dense-baseline",
         action=argparse.BooleanOptionalAction,
@@ -349,7 +352,8 @@ def _train(job: _Job, cfg: RunConfig, run_dir: Path, state: dict | None, args) -
     )
 
 
-def _finish(job: _Job, cfg: RunConfig, run_dir: Path, history: list[dict], facts) -> dict:
+def _finish(job: _Job, cfg: RunConfig, run_dir: Path, history: list[dict], facts,
+            onnx: bool = True) -> dict:
     """Slim, check, export and report; on failure only config + checkpoint stay."""
     from .finish import finish
 
@@ -359,7 +363,7 @@ def _finish(job: _Job, cfg: RunConfig, run_dir: Path, history: list[dict], facts
     settings["dense_baseline"] = bool(cfg.extra.get("dense_baseline"))
     try:
         return finish(run_dir, settings, job.model, job.space, b, job.adapt, history, job.factory,
-                      facts, latency_table=job.latency_table)
+                      facts, latency_table=job.latency_table, onnx=onnx)
     except BaseException:
         shutil.rmtree(run_dir / ".staging", ignore_errors=True)
         raise
@@ -417,5 +421,5 @@ def run(args: argparse.Namespace) -> int:
         if created and not (run_dir / "checkpoint.pt").exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
         raise
-    _print_summary(_finish(job, cfg, run_dir, history, facts), run_dir, t0)
+    _print_summary(_finish(job, cfg, run_dir, history, facts, not args.no_onnx), run_dir, t0)
     return 0
