@@ -13,8 +13,9 @@ import torch.distributed as dist
 from torch.optim import Optimizer
 
 from ..space import SearchSpace
-from .budgets import BUDGETS, Budget, CostBudget, budget_from_args
+from .budgets import BUDGETS, Budget, budget_from_args
 from .checks import check_hyperparams, frozen_zigs, grads_finite, user_stacklevel
+from .reporting import Reporting
 from .saliency import ZigStats
 from .schedule import Schedule
 from .targets import Pool
@@ -24,7 +25,7 @@ from .zigview import Factors, ZigView, ext
 VARIANTS = ("sgd", "adam", "adamw")
 
 
-class ZigOptimizer(Optimizer):
+class ZigOptimizer(Reporting, Optimizer):
     """Base class: a `torch.optim.Optimizer` over every trainable parameter of ``space.model``.
 
     The common arguments of every ZIG optimizer (keyword-only after ``lr``):
@@ -77,8 +78,8 @@ class ZigOptimizer(Optimizer):
     Parameter indices are those of `params` and of `view`. Reporting and state:
     ``redundant_mask()`` (ZIGs zero or being driven there), ``metrics()`` (extend
     ``super().metrics()``), ``_extra_state()`` / ``_load_extra_state(extra)`` (the subclass's
-    resumable state, tensors, under ``state_dict()["trainonce"]``). `HalfSpaceOptimizer` adds
-    the hooks of its penalty (see there).
+    resumable state, tensors, under ``state_dict()["param_groups"][0]["trainonce"]``).
+    `HalfSpaceOptimizer` adds the hooks of its penalty (see there).
     """
 
     needs_loss_fn: ClassVar[bool] = False
@@ -328,57 +329,3 @@ class ZigOptimizer(Optimizer):
     def redundant_mask(self) -> torch.Tensor:
         """ZIGs currently marked redundant (zero, or being driven to zero)."""
         return self.zero.clone()
-
-    # ----- reporting and state ---------------------------------------------------------------
-    @torch.no_grad()
-    def metrics(self) -> dict[str, float | int | str]:
-        """Sparsity and costs of the weights as they are (ZIGs exactly zero in every member
-        slice, frozen ones included), not of what the optimizer intended."""
-        dense_f, dense_p = self.space.flops(), self.space.num_params()
-        sq = self.space.zig_sq_norms().cpu()
-        zero = (sq == 0) & self.space.prunable_mask
-        keep = ~zero
-        red = self.redundant_mask() & self.prunable
-        n_prunable = max(1, int(self.prunable.sum()))
-        out: dict[str, float | int | str] = {
-            "step": self._step,
-            "phase": self.schedule.phase(self._step),
-            "group_sparsity": int((zero & self.prunable).sum()) / n_prunable,
-            "flops_kept": self.space.flops(keep) / dense_f if dense_f > 0 else float("nan"),
-            "params_kept": self.space.num_params(keep) / dense_p if dense_p > 0 else float("nan"),
-            "norm_important": float(sq[~red].sum().sqrt()),
-            "norm_redundant": float(sq[red].sum().sqrt()),
-            "num_redundant": int(red.sum()),
-            "skipped_steps": self.skipped_steps,
-        }
-        if isinstance(self.target, CostBudget):  # the target's own kept share (latency_kept)
-            out[f"{self.target.name}_kept"] = (self.target.cost(self.space, keep)
-                                               / self.target.dense(self.space))
-        return out
-
-    def _extra_state(self) -> dict[str, torch.Tensor]:
-        return {}
-
-    def _load_extra_state(self, extra: dict[str, torch.Tensor]) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        sd = super().state_dict()
-        sd["trainonce"] = {
-            "step": torch.tensor(self._step, dtype=torch.long),
-            "zero": self.zero.clone(),
-            "skipped_steps": torch.tensor(self.skipped_steps, dtype=torch.long),
-            **self._extra_state(),
-        }
-        return sd
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        state_dict = dict(state_dict)
-        extra = state_dict.pop("trainonce", None)
-        super().load_state_dict(state_dict)
-        if extra is not None:
-            self._step = int(extra["step"])
-            self.zero = extra["zero"].bool().cpu().clone()
-            self.skipped_steps = int(extra.get("skipped_steps", 0))
-            self._load_extra_state(extra)
-        self._hold = None
