@@ -31,7 +31,8 @@ class Reporting:
     @torch.no_grad()
     def metrics(self) -> dict[str, float | int | str]:
         """Sparsity and costs of the weights as they are (ZIGs exactly zero in every member
-        slice, frozen ones included), not of what the optimizer intended."""
+        slice, frozen ones included), not of what the optimizer intended. Under FSDP2 the
+        norms are summed over the shards: a collective, every rank calls it."""
         dense_f, dense_p = self.space.flops(), self.space.num_params()
         sq = self.space.zig_sq_norms().cpu()
         zero = (sq == 0) & self.space.prunable_mask

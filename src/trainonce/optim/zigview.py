@@ -56,6 +56,15 @@ class ZigView:
                 count.index_add_(0, vec, per_pos)
         self.numel = count[:-1]
 
+    def narrow(self, i: int, shape: Sequence[int], start: int, stop: int) -> None:
+        """See ``params[i]`` (global ``shape``) as its rows ``[start, stop)`` of dim 0 only, the
+        local shard of a sharded parameter: dim 0's map is sliced, the matrices take the local
+        shape. ``numel`` keeps the whole ZIG's count (the statistics are summed over ranks)."""
+        local_shape = (stop - start, *shape[1:])
+        self.entries[i] = [(d, v[start:stop] if d == 0 else v) for d, v in self.entries[i]]
+        self.matrices[i] = [DimMatrix.of(local_shape, d) for d, _ in self.entries[i]]
+        self._dev = {k: v for k, v in self._dev.items() if k[0] != i}
+
     # ----- index tensors on the parameter's device (moved lazily, cached) -------------------
     def vec(self, i: int, k: int, device: torch.device) -> torch.Tensor:
         key = (i, k, str(device))
