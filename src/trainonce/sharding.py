@@ -56,8 +56,9 @@ def row_range(t: torch.Tensor) -> tuple[int, int] | None:
 
 
 def shard_group(tensors: Sequence[torch.Tensor]) -> dist.ProcessGroup | None:
-    """The process group the sharded tensors among ``tensors`` are split over (the all-reduce
-    of per-ZIG partial sums runs on it), None when none is sharded. One group for all."""
+    """The process group ``tensors`` are split over (the all-reduce of per-ZIG partial sums
+    runs on it), None when none is sharded. One group for all, and all or none sharded: a plain
+    tensor's sums would be counted once per rank (and nothing keeps it equal across ranks)."""
     groups = {}
     for t in tensors:
         if isinstance(t, DTensor):
@@ -65,6 +66,11 @@ def shard_group(tensors: Sequence[torch.Tensor]) -> dist.ProcessGroup | None:
             groups[id(g)] = g
     if len(groups) > 1:
         raise NotImplementedError("parameters sharded over different process groups")
+    if groups and not all(isinstance(t, DTensor) for t in tensors):
+        raise ValueError(
+            "some parameters are sharded by FSDP2 and some are not: apply fully_shard to the "
+            "root module too (fully_shard(model) after its submodules), so that every "
+            "parameter is sharded")
     return next(iter(groups.values()), None)
 
 

@@ -107,6 +107,22 @@ def _controller(opt) -> dict:
     return dict(opt.controller.state_dict()) if isinstance(opt, ATO) else {}
 
 
+def _mixed_refused() -> str:
+    """fully_shard on a submodule only: the root's parameters stay plain, their sums would
+    count once per rank; the optimizer refuses, naming the fix."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    model = Net()
+    space = trainonce.analyze(model, torch.zeros(1, 1, 8, 8))
+    fully_shard(model.conv1, mesh=init_device_mesh("cpu", (dist.get_world_size(),)))
+    try:
+        OPTIMIZERS["hesso"](space, lr=0.1, target_flops=0.5, total_steps=STEPS)
+    except ValueError as e:
+        return str(e)
+    return ""
+
+
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
@@ -152,6 +168,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         res["meta"] = get_model_state_dict(model, options=full)
         w = model.conv1.weight  # really sharded, unevenly: 7 rows as 4 + 3
         res["rows"] = (type(w).__name__, w.to_local().shape[0])
+        res["mixed"] = _mixed_refused()
         torch.save(res, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -179,6 +196,7 @@ def test_fsdp2_matches_one_process(ranks, name):
     train(model, opt, 0, STEPS, None)
     ref = model.state_dict()
     assert r0["rows"] == ("DTensor", 4) and r1["rows"] == ("DTensor", 3)
+    assert "fully_shard to the root module" in r0["mixed"]
     for r in (r0, r1):
         weights, zero, sparsity, controller = r[name]
         assert torch.equal(zero, opt.zero) and int(zero.sum()) > 0

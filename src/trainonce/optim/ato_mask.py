@@ -91,10 +91,12 @@ class MaskApplier:
         return torch.func.functional_call(runner, prefixed, (), strict=False)
 
     def __call__(self, mask: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        """The model's output on ``args``/``kwargs`` under ``mask``."""
-        return torch.func.functional_call(
-            self.space.model, self.masked_params(mask), args, kwargs, strict=False
-        )
+        """The model's output on ``args``/``kwargs`` under ``mask`` (`run` needs `gathered`
+        around it and its backward under FSDP2; this takes it itself)."""
+        with self.gathered():
+            return torch.func.functional_call(
+                self.space.model, self.masked_params(mask), args, kwargs, strict=False
+            )
 
 
 def resource_loss(
