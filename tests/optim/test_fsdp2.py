@@ -7,9 +7,6 @@ One spawn runs every scenario (starting the processes dominates the time)."""
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -123,7 +120,7 @@ def _mixed_refused() -> str:
     return ""
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
+def _worker(rank: int, world: int, out: str) -> None:
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         get_model_state_dict,
@@ -132,9 +129,11 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         set_optimizer_state_dict,
     )
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # a file rendezvous: a free port picked before the spawn can be taken by another process
+    # on a shared machine (a DDP run here once hung so)
+    dist.init_process_group("gloo", init_method=f"file://{out}/rendezvous", rank=rank,
+                            world_size=world)
     full = StateDictOptions(full_state_dict=True)
     try:
         res = {}
@@ -174,18 +173,12 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     if not dist.is_available():
         pytest.skip("torch.distributed not available")
     out = tmp_path_factory.mktemp("fsdp2")
-    mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(out)), nprocs=2, join=True)
     return out, [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
 
 
