@@ -84,8 +84,9 @@ class ZigOptimizer(Reporting, Optimizer):
 
     FSDP2 (`torch.distributed.fsdp.fully_shard` after `trainonce.analyze`, the optimizer built
     after it): the parameters are found by name in ``space.model`` as it is then, every hook
-    sees each rank's local rows (``self._local``), and the per-ZIG sums meet in one
-    all-reduce per reduction (`Shards`); the selections are then identical on every rank.
+    sees each rank's local rows (``_apply``'s ``p``, ``dirs``, ``self._local[i]`` for
+    ``params[i]``, `view` narrowed to them), and the per-ZIG sums meet in one all-reduce per
+    reduction (`Shards`); the selections are then identical on every rank.
     """
 
     needs_loss_fn: ClassVar[bool] = False
