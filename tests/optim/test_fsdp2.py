@@ -133,8 +133,8 @@ def _worker(rank: int, world: int, out: str) -> None:
     )
 
     torch.set_num_threads(1)
-    # a file rendezvous: a free port picked before the spawn can be taken by another process
-    # on a shared machine (a DDP run here once hung so)
+    # a file rendezvous: no port to pick before the spawn that another process on this
+    # shared machine could take in between
     dist.init_process_group("gloo", init_method=f"file://{out}/rendezvous", rank=rank,
                             world_size=world)
     full = StateDictOptions(full_state_dict=True)
