@@ -44,7 +44,8 @@ SLOW_FILES = {
     "test_erasing_mnist.py",
     "test_meta_llama.py", "cli/test_resume.py", "cli/test_run.py", "cli/test_run_erase.py",
     "cli/test_user_specs.py", "cli/test_zoo_data.py", "optim/test_digits.py",
-    "optim/test_ato_digits.py", "optim/test_ddp.py", "optim/test_erase_optimizers.py",
+    "optim/test_ato_digits.py", "optim/test_ddp.py", "optim/test_fsdp2.py",
+    "optim/test_erase_optimizers.py",
     "integrations/test_lightning.py", "integrations/test_transformers_trainer.py",
 }
 _TESTS = os.path.dirname(os.path.abspath(__file__))

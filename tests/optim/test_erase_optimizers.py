@@ -81,7 +81,7 @@ def test_h2spg_resume_is_bitwise_with_its_smoothed_scores():
     torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
     buf.seek(0)
     state = torch.load(buf, weights_only=True)
-    assert "smoothed" in state["opt"]["trainonce"]
+    assert "smoothed" in state["opt"]["param_groups"][0]["trainonce"]
     again, _, opt2 = run(H2SPG, "erase", steps=20, seed=5, state=state)
     for k, v in again.state_dict().items():
         assert torch.equal(v, ref_model.state_dict()[k]), k

@@ -78,8 +78,11 @@ def test_zeros_on_schedule_and_held(cls, variant, lr):
 
 
 @pytest.mark.parametrize("cls", OPTIMIZERS, ids=name)
-@pytest.mark.parametrize("variant,lr", [("sgd", 0.05), ("adamw", 0.01)])
-def test_resume_is_bitwise(cls, variant, lr):
+@pytest.mark.parametrize("variant,lr,shape", [("sgd", 0.05, "torch"), ("adamw", 0.01, "torch"),
+                                              ("sgd", 0.05, "old")])
+def test_resume_is_bitwise(cls, variant, lr, shape):
+    """``shape`` "torch": torch's {"state", "param_groups"}, the optimizer's own state inside
+    param_groups[0]; "old": checkpoints written before, with it as a top-level "trainonce"."""
     kw = dict(
         lr=lr,
         variant=variant,
@@ -97,13 +100,17 @@ def test_resume_is_bitwise(cls, variant, lr):
     model1, _, opt1 = make_run(cls, **kw)
     train_steps(model1, opt1, 0, 9, leak=1e-3)  # mid-period 2 of 3 (ATO: mid-phase)
     buf = io.BytesIO()
-    torch.save({"model": model1.state_dict(), "opt": opt1.state_dict()}, buf)
+    sd = opt1.state_dict()
+    assert set(sd) == {"state", "param_groups"} and "trainonce" in sd["param_groups"][0]
+    if shape == "old":
+        sd["trainonce"] = sd["param_groups"][0].pop("trainonce")
+    torch.save({"model": model1.state_dict(), "opt": sd}, buf)
     buf.seek(0)
     ckpt = torch.load(buf, weights_only=True)
     model2, _, opt2 = make_run(cls, seed=123, **kw)  # different init: everything from ckpt
     model2.load_state_dict(ckpt["model"])
     opt2.load_state_dict(ckpt["opt"])
-    assert opt2.steps_taken == 9
+    assert opt2.steps_taken == 9 and "trainonce" not in opt2.param_groups[0]
     train_steps(model2, opt2, 9, 24, leak=1e-3)
     for k, v in model2.state_dict().items():
         assert torch.equal(v, ref[k]), f"{cls.__name__}: {k} differs after resume"

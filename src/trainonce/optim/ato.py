@@ -101,6 +101,12 @@ class ATO(ZigOptimizer):
         self.ctl_opt = torch.optim.AdamW(
             self.controller.parameters(), lr=controller_lr, weight_decay=controller_weight_decay
         )
+        # AdamW's state as its lazy init would make it (step 0, zero moments), made now: a
+        # state_dict taken before the first controller step then has every tensor, which
+        # torch.distributed.checkpoint needs (it loads only the keys the target already has)
+        for p in self.controller.parameters():
+            self.ctl_opt.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
+                                     "exp_avg_sq": torch.zeros_like(p)}
         self.gen = torch.Generator().manual_seed(controller_seed)
         self.applier = MaskApplier(space)
         _, fixed = kept_share(space, self.target, torch.ones(space.num_zigs))
@@ -127,7 +133,7 @@ class ATO(ZigOptimizer):
         modes = {m: m.training for m in model.modules()}
         model.eval()
         try:
-            with torch.enable_grad():
+            with self.applier.gathered(), torch.enable_grad():
                 logits = self.controller()
                 st, _ = train_mask(logits, self.gate_bias, self.tau, self.gen)
                 st = torch.where(self.prunable, st, torch.ones_like(st))
@@ -189,13 +195,14 @@ class ATO(ZigOptimizer):
         touched = self._touching(off)
         sq = torch.zeros(self.view.num_zigs + 1, dtype=torch.float64, device=self._device())
         for i in touched:  # the off ZIGs' norms over all of their slices: one pass per param
-            x = self._params[i]
+            x = self._local[i]
             self.view.add_sq(sq, i, x, self._scratch.get(x, 2))
+        (sq,) = self.shards.sum(sq)  # FSDP2: local rows' partial sums
         norm = sq[:-1].cpu().sqrt()
         shrink = (norm - step * share[gid]).clamp(min=0) / norm.clamp(min=1e-30)
         factor = ext(torch.where(off, shrink, torch.ones_like(shrink)), 1.0)
         for i in touched:
-            p = self._params[i]
+            p = self._local[i]
             self.view.factors(i, p, factor).mul_(p)
 
     def _freeze(self) -> None:

@@ -6,12 +6,14 @@ A mask scales every member slice of every ZIG by the ZIG's value, through
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
+from torch.distributed.fsdp import FSDPModule
 
 from ..space import SearchSpace
 from .budgets import CostBudget
@@ -46,17 +48,41 @@ class MaskApplier:
         self.space = space
         named = dict(space.model.named_parameters(remove_duplicate=True))
         self.names = list(named)
-        self.params = list(named.values())
-        self.view = ZigView(space, self.params)
+        self.view = ZigView(space, list(named.values()))  # global shapes, also of DTensors
 
     def masked_params(self, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{name: masked tensor}`` for every parameter with a ZIG slice."""
+        """``{name: masked tensor}`` for every parameter with a ZIG slice; the parameters are
+        looked up by name now (under FSDP2, inside `gathered`, the unsharded ones)."""
+        named = dict(self.space.model.named_parameters(remove_duplicate=True))
         out = {}
         for i in self.view.with_zigs:
-            p = self.params[i]
+            p = named[self.names[i]]
             values = ext(mask.to(device=p.device, dtype=p.dtype), 1.0)
             out[self.names[i]] = p.detach() * self.view.multiplier(i, p, values)
         return out
+
+    @contextlib.contextmanager
+    def gathered(self) -> Iterator[None]:
+        """FSDP2: every FSDP module's parameters unsharded (all-gathered once) and kept so
+        through forward AND backward, so that `functional_call`'s masked tensors are not
+        replaced by FSDP's pre-forward and the backward to the mask reads live weights; then
+        resharded. A no-op without FSDP modules. FSDP2 has no getter for the reshard settings:
+        they are left as ``fully_shard``'s default sets them (after forward: not the root, every
+        other module; after backward: all)."""
+        mods = [m for m in self.space.model.modules() if isinstance(m, FSDPModule)]
+        inner = {id(s) for m in mods for s in m.modules() if s is not m}
+        for m in mods:
+            m.reshard()  # a root left unsharded by an earlier forward holds stale weights
+            m.set_reshard_after_forward(False, recurse=False)
+            m.set_reshard_after_backward(False, recurse=False)
+            m.unshard()
+        try:
+            yield
+        finally:
+            for m in mods:
+                m.reshard()
+                m.set_reshard_after_forward(id(m) in inner, recurse=False)
+                m.set_reshard_after_backward(True, recurse=False)
 
     def run(self, mask: torch.Tensor, fn: Callable[[], Any]) -> Any:
         """``fn()`` while the model's parameters are the masked ones (``fn`` calls the model)."""
@@ -65,10 +91,12 @@ class MaskApplier:
         return torch.func.functional_call(runner, prefixed, (), strict=False)
 
     def __call__(self, mask: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        """The model's output on ``args``/``kwargs`` under ``mask``."""
-        return torch.func.functional_call(
-            self.space.model, self.masked_params(mask), args, kwargs, strict=False
-        )
+        """The model's output on ``args``/``kwargs`` under ``mask`` (`run` needs `gathered`
+        around it and its backward under FSDP2; this takes it itself)."""
+        with self.gathered():
+            return torch.func.functional_call(
+                self.space.model, self.masked_params(mask), args, kwargs, strict=False
+            )
 
 
 def resource_loss(

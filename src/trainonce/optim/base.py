@@ -13,10 +13,12 @@ import torch.distributed as dist
 from torch.optim import Optimizer
 
 from ..space import SearchSpace
-from .budgets import BUDGETS, Budget, CostBudget, budget_from_args
+from .budgets import BUDGETS, Budget, budget_from_args
 from .checks import check_hyperparams, frozen_zigs, grads_finite, user_stacklevel
+from .reporting import Reporting
 from .saliency import ZigStats
 from .schedule import Schedule
+from .shards import Shards
 from .targets import Pool
 from .variant import STATE_KEYS, Scratch, decay, direction
 from .zigview import Factors, ZigView, ext
@@ -24,7 +26,7 @@ from .zigview import Factors, ZigView, ext
 VARIANTS = ("sgd", "adam", "adamw")
 
 
-class ZigOptimizer(Optimizer):
+class ZigOptimizer(Reporting, Optimizer):
     """Base class: a `torch.optim.Optimizer` over every trainable parameter of ``space.model``.
 
     The common arguments of every ZIG optimizer (keyword-only after ``lr``):
@@ -77,8 +79,14 @@ class ZigOptimizer(Optimizer):
     Parameter indices are those of `params` and of `view`. Reporting and state:
     ``redundant_mask()`` (ZIGs zero or being driven there), ``metrics()`` (extend
     ``super().metrics()``), ``_extra_state()`` / ``_load_extra_state(extra)`` (the subclass's
-    resumable state, tensors, under ``state_dict()["trainonce"]``). `HalfSpaceOptimizer` adds
-    the hooks of its penalty (see there).
+    resumable state, tensors, under ``state_dict()["param_groups"][0]["trainonce"]``).
+    `HalfSpaceOptimizer` adds the hooks of its penalty (see there).
+
+    FSDP2 (`torch.distributed.fsdp.fully_shard` after `trainonce.analyze`, the optimizer built
+    after it): the parameters are found by name in ``space.model`` as it is then, every hook
+    sees each rank's local rows (``_apply``'s ``p``, ``dirs``, ``self._local[i]`` for
+    ``params[i]``, `view` narrowed to them), and the per-ZIG sums meet in one all-reduce per
+    reduction (`Shards`); the selections are then identical on every rank.
     """
 
     needs_loss_fn: ClassVar[bool] = False
@@ -143,6 +151,9 @@ class ZigOptimizer(Optimizer):
         self.check_finite = check_finite
         self._params = list(self.param_groups[0]["params"])
         self.view = ZigView(space, self._params)
+        # FSDP2: the view, the hooks and every buffer below see each rank's local rows
+        self.shards = Shards(self._params, self.view)
+        self._local = self.shards.locals(self._params)
         self.pool = Pool.of(space, exclude=frozen_zigs(space, type(self).__name__))
         self.prunable = self.pool.prunable
         self.target.check_reachable(space, self.pool)
@@ -151,7 +162,7 @@ class ZigOptimizer(Optimizer):
         self.zero = torch.zeros(space.num_zigs, dtype=torch.bool)  # fixed exact zeros (CPU)
         self._hold: dict[int, Factors] | None = None
         self._scratch = Scratch()
-        self._scratch.reserve(self._params, 3)
+        self._scratch.reserve(self._local, 3)
 
     @property
     def params(self) -> tuple[torch.Tensor, ...]:
@@ -199,7 +210,9 @@ class ZigOptimizer(Optimizer):
                 loss = closure()
         if len(self.param_groups) != 1:
             raise RuntimeError("ZIG optimizers hold one param group (all model parameters)")
-        if self.check_finite and not grads_finite(self._params):
+        self._local = self.shards.locals(self._params)
+        grads = [self.shards.grad(p) for p in self._params]
+        if self.check_finite and not self.shards.all_true(grads_finite(grads), self._device()):
             self._skip()
             return loss
         group = self.param_groups[0]
@@ -207,18 +220,20 @@ class ZigOptimizer(Optimizer):
         collect = self._needs_directions(t)
         fast = self._fast_steps(t)
         dirs: dict[int, torch.Tensor] = {}
-        for i, p in enumerate(self._params):
-            if p.grad is None:
+        for i, (p, x, g) in enumerate(zip(self._params, self._local, grads)):
+            if g is None:
                 continue
             apply = not (collect and self.view.entries[i])
             hold = self._hold_mask(i)
-            d = direction(self.variant, p, self.state[p], group, self._scratch, apply, hold, fast)
+            state = self.shards.state(i, self.state[p])
+            d = direction(self.variant, x, state, group, self._scratch, apply, hold, fast, g)
+            self.shards.keep(i, p, self.state[p], state)
             if d is not None:
                 dirs[i] = d
         if collect:
             self._before_update(t, dirs)
             for i, d in dirs.items():
-                self._apply(i, self._params[i], d, group)
+                self._apply(i, self._local[i], d, group)
         self._after_update(t)
         self._step += 1
         return loss
@@ -250,7 +265,7 @@ class ZigOptimizer(Optimizer):
             for j in self.view.with_zigs:
                 ks = self.view.dims_touching(j, zero_ext)
                 if ks:
-                    self._hold[j] = self.view.factors(j, self._params[j], keep_ext, ks)
+                    self._hold[j] = self.view.factors(j, self._local[j], keep_ext, ks)
         return self._hold.get(i)
 
     def _touching(self, mask: torch.Tensor) -> list[int]:
@@ -266,11 +281,12 @@ class ZigOptimizer(Optimizer):
             return
         keep_ext = ext((~new).double(), 1.0)
         for i in self._touching(new):
-            p = self._params[i]
+            p = self._local[i]
             m = self.view.multiplier(i, p, keep_ext) == 0
             p.masked_fill_(m, 0.0)
+            state = self.shards.state(i, self.state[self._params[i]])
             for key in STATE_KEYS:
-                buf = self.state[p].get(key)
+                buf = state.get(key)
                 if buf is not None:
                     buf.masked_fill_(m, 0.0)
         self.zero = self.zero | new
@@ -306,7 +322,8 @@ class ZigOptimizer(Optimizer):
         self, dirs: dict[int, torch.Tensor], with_dsq: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-ZIG ``||x||^2``, ``||d||^2`` (zeros unless ``with_dsq``), ``<x, d>`` (float64
-        on the device, ``[num_zigs]``) over the parameters in ``dirs``."""
+        on the device, ``[num_zigs]``) over the parameters in ``dirs``; under FSDP2 the local
+        partial sums of all three meet in one all-reduce."""
         v = self.view
         n = v.num_zigs + 1
         dev = self._device()
@@ -314,12 +331,16 @@ class ZigOptimizer(Optimizer):
         for i, d in dirs.items():
             if not v.entries[i]:
                 continue
-            x = self._params[i]
+            x = self._local[i]
             tmp = self._scratch.get(x, 2)
             v.add_sq(sq, i, x, tmp)
             if with_dsq:
                 v.add_sq(dsq, i, d, tmp)
             v.add_dot(dot, i, x, d, tmp)
+        if with_dsq:
+            sq, dsq, dot = self.shards.sum(sq, dsq, dot)
+        else:
+            sq, dot = self.shards.sum(sq, dot)
         return sq[:-1], dsq[:-1], dot[:-1]
 
     def _select(self, fraction: float, score: torch.Tensor, already: torch.Tensor) -> torch.Tensor:
@@ -328,57 +349,3 @@ class ZigOptimizer(Optimizer):
     def redundant_mask(self) -> torch.Tensor:
         """ZIGs currently marked redundant (zero, or being driven to zero)."""
         return self.zero.clone()
-
-    # ----- reporting and state ---------------------------------------------------------------
-    @torch.no_grad()
-    def metrics(self) -> dict[str, float | int | str]:
-        """Sparsity and costs of the weights as they are (ZIGs exactly zero in every member
-        slice, frozen ones included), not of what the optimizer intended."""
-        dense_f, dense_p = self.space.flops(), self.space.num_params()
-        sq = self.space.zig_sq_norms().cpu()
-        zero = (sq == 0) & self.space.prunable_mask
-        keep = ~zero
-        red = self.redundant_mask() & self.prunable
-        n_prunable = max(1, int(self.prunable.sum()))
-        out: dict[str, float | int | str] = {
-            "step": self._step,
-            "phase": self.schedule.phase(self._step),
-            "group_sparsity": int((zero & self.prunable).sum()) / n_prunable,
-            "flops_kept": self.space.flops(keep) / dense_f if dense_f > 0 else float("nan"),
-            "params_kept": self.space.num_params(keep) / dense_p if dense_p > 0 else float("nan"),
-            "norm_important": float(sq[~red].sum().sqrt()),
-            "norm_redundant": float(sq[red].sum().sqrt()),
-            "num_redundant": int(red.sum()),
-            "skipped_steps": self.skipped_steps,
-        }
-        if isinstance(self.target, CostBudget):  # the target's own kept share (latency_kept)
-            out[f"{self.target.name}_kept"] = (self.target.cost(self.space, keep)
-                                               / self.target.dense(self.space))
-        return out
-
-    def _extra_state(self) -> dict[str, torch.Tensor]:
-        return {}
-
-    def _load_extra_state(self, extra: dict[str, torch.Tensor]) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        sd = super().state_dict()
-        sd["trainonce"] = {
-            "step": torch.tensor(self._step, dtype=torch.long),
-            "zero": self.zero.clone(),
-            "skipped_steps": torch.tensor(self.skipped_steps, dtype=torch.long),
-            **self._extra_state(),
-        }
-        return sd
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        state_dict = dict(state_dict)
-        extra = state_dict.pop("trainonce", None)
-        super().load_state_dict(state_dict)
-        if extra is not None:
-            self._step = int(extra["step"])
-            self.zero = extra["zero"].bool().cpu().clone()
-            self.skipped_steps = int(extra.get("skipped_steps", 0))
-            self._load_extra_state(extra)
-        self._hold = None

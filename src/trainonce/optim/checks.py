@@ -97,14 +97,13 @@ def _few(names: list[str], n: int = 5) -> str:
     return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
 
 
-def grads_finite(params: Sequence[torch.Tensor]) -> bool:
-    """Whether every gradient is finite: one sum per gradient (a single read pass, the
-    cheapest public reduction; ``isfinite().all()`` costs ~20x more on CPU), one host sync.
+def grads_finite(grads: Sequence[torch.Tensor | None]) -> bool:
+    """Whether every gradient (None: none) is finite: one sum per gradient (a single read pass,
+    the cheapest public reduction; ``isfinite().all()`` costs ~20x more on CPU), one host sync.
     Half-precision gradients are summed in float32, so only a finite gradient whose sum
     exceeds float32's range (~3e38) would count as non-finite."""
     sums = []
-    for p in params:
-        g = p.grad
+    for g in grads:
         if g is None or g.is_sparse:  # sparse gradients are refused by the step itself
             continue
         sums.append(g.sum(dtype=torch.float32) if g.dtype in _LOW_PRECISION else g.sum())

@@ -206,10 +206,10 @@ class HalfSpaceOptimizer(ZigOptimizer):
         dims) by ``max(1 - lr*coef, 1/2)`` per ZIG dim (``coef`` per ZIG, on the device)."""
         if scaler is None:
             if self._scaler is None:
-                self._scaler = RowScale(self.view, self._params, self._pen_dims, self._device())
+                self._scaler = RowScale(self.view, self._local, self._pen_dims, self._device())
             scaler = self._scaler
         lr = self.param_groups[0]["lr"]
-        scaler.mul_(self._params, ext((1.0 - lr * coef).clamp(min=0.5), 1.0))
+        scaler.mul_(self._local, ext((1.0 - lr * coef).clamp(min=0.5), 1.0))
 
     @torch.no_grad()
     def _after_update(self, t: int) -> None:
@@ -223,8 +223,11 @@ class HalfSpaceOptimizer(ZigOptimizer):
             return
         tr, self._pending = self._pending, None
         lr = self.param_groups[0]["lr"]
+        # FSDP2: the cross terms were summed over local rows in `_apply`, after the statistics'
+        # all-reduce (they need its lambdas): a second one for them
+        (cross,) = self.shards.sum(tr.cross_ext)
         # half-space test on the trial point: <x_hat_g, x_g> < epsilon * ||x_g||^2
-        hit = tr.cand & (tr.sq - lr * (tr.dot + tr.cross_ext[:-1]) < self.epsilon * tr.sq)
+        hit = tr.cand & (tr.sq - lr * (tr.dot + cross[:-1]) < self.epsilon * tr.sq)
         if t == self.schedule.end - 1:
             self.forced = int((tr.cand & ~hit).sum())
             hit = tr.cand

@@ -85,10 +85,10 @@ class HESSO(ZigOptimizer):
             for i in self.view.with_zigs:
                 ks = self.view.dims_touching(i, chosen_ext)
                 if ks:
-                    self._chosen_fac[i] = self.view.factors(i, self._params[i], ind_ext, ks)
+                    self._chosen_fac[i] = self.view.factors(i, self._local[i], ind_ext, ks)
         # x *= 1 + (factor - 1) * chosen: one streaming pass per touched (param, ZIG dim)
         for i, fac in self._chosen_fac.items():
-            fac.scale_(self._params[i], factor - 1.0)
+            fac.scale_(self._local[i], factor - 1.0)
 
     def redundant_mask(self) -> torch.Tensor:
         return self.zero | self.chosen

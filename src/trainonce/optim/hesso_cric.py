@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from ..sharding import reshard
 from ..space import SearchSpace
 from .hesso import HESSO
 from .zigview import ext
@@ -71,7 +72,11 @@ class HESSOCRIC(HESSO):
         self.cric_log: list[dict[str, int]] = []
 
     def _loss(self) -> float:
-        return float(self.loss_fn())
+        # FSDP2: gathered afresh (the weights changed in place since the last forward), and
+        # the ranks' mean, so that every rank measures and excludes the same ZIGs and runs the
+        # same number of (collective) forward passes
+        reshard(self.space.model)
+        return self.shards.mean(float(self.loss_fn()), self._device())
 
     @torch.no_grad()
     def _ratios(self, zigs: list[int], base: float) -> dict[int, float]:
@@ -84,7 +89,7 @@ class HESSOCRIC(HESSO):
             saved = []
             for i in self.view.with_zigs:
                 if self.view.touches(i, one_ext):
-                    p = self._params[i]
+                    p = self._local[i]
                     saved.append((p, p.detach().clone()))
                     p.mul_(self.view.multiplier(i, p, keep_ext))
             out[z] = self._loss() / max(base, 1e-12)
@@ -122,6 +127,7 @@ class HESSOCRIC(HESSO):
         finally:
             for m, mode in modes.items():
                 m.train(mode)
+            reshard(self.space.model)  # FSDP2: the next forward gathers the updated weights
         term = (ratio - 1).clamp(min=0)
         norm = term[measured].norm()
         if norm > 0:

@@ -76,8 +76,9 @@ class HSPG(HalfSpaceOptimizer):
             v = self.view
             sq = torch.zeros(v.num_zigs + 1, dtype=torch.float64, device=self._device())
             for i in v.with_zigs:
-                p = self._params[i]
+                p = self._local[i]
                 v.add_sq(sq, i, p, self._scratch.get(p, 2))
+            (sq,) = self.shards.sum(sq)
             coef = self.lmbda / sq[:-1].sqrt().clamp(min=1e-30)
             self._coef = torch.where(self.prunable.to(coef.device), coef, 0.0)
         if self._warm_scaler is None:
@@ -86,6 +87,6 @@ class HSPG(HalfSpaceOptimizer):
                 for i in self.view.with_zigs
             }
             dims = {i: ks for i, ks in dims.items() if ks}
-            self._warm_scaler = RowScale(self.view, self._params, dims, self._device())
+            self._warm_scaler = RowScale(self.view, self._local, dims, self._device())
         self._coef = self._coef.to(self._device())
         self._shrink(self._coef, self._warm_scaler)

@@ -46,6 +46,7 @@ class Mode(NamedTuple):
     apply: bool
     hold: Factors | None
     fast: bool
+    grad: torch.Tensor
 
 
 def direction(
@@ -57,16 +58,19 @@ def direction(
     apply: bool,
     hold: Factors | None = None,
     fast: bool = False,
+    grad: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """Update the variant's state for ``p`` and return the direction ``d`` (``x_new = x -
     lr*d``, decoupled decay aside); with ``apply`` take the step at once and return None.
     ``hold`` (0/1 `Factors` of ``p``) masks the gradient before it enters the state, so
     slices that are 0 in params and state stay exactly 0. A returned ``d`` may be a state
     buffer or ``p.grad`` itself, never a scratch buffer. ``fast`` lets SGD momentum take
-    ``g + m*buf + wd*x`` in two passes instead of torch's three (same math, other rounding)."""
-    if p.grad.is_sparse:
+    ``g + m*buf + wd*x`` in two passes instead of torch's three (same math, other rounding).
+    ``grad`` stands for ``p.grad`` (an FSDP2 step passes local shards of both)."""
+    g = p.grad if grad is None else grad
+    if g.is_sparse:
         raise RuntimeError("sparse gradients are not supported")
-    return DIRECTIONS[variant](p, state, group, Mode(scratch, apply, hold, fast))
+    return DIRECTIONS[variant](p, state, group, Mode(scratch, apply, hold, fast, g))
 
 
 def _sgd(p: torch.Tensor, state: dict, group: dict, m: Mode) -> torch.Tensor | None:
@@ -75,10 +79,10 @@ def _sgd(p: torch.Tensor, state: dict, group: dict, m: Mode) -> torch.Tensor | N
     mom, nesterov = group["momentum"], group["nesterov"]
     buf = state.get("momentum_buffer")
     if m.fast and mom and not nesterov and buf is not None:
-        return _sgd_two_pass(p, buf, group, apply, hold)
+        return _sgd_two_pass(p, m.grad, buf, group, apply, hold)
     tmp = scratch.get(p, 0) if (mom or apply) else None  # g is not the direction itself
     fuse = hold is not None and mom and not nesterov  # mask inside the momentum update
-    g = p.grad
+    g = m.grad
     if hold is not None and not fuse:
         g = hold.mul(g, out=tmp)
     if group["weight_decay"]:  # g + wd*x
@@ -101,10 +105,11 @@ def _sgd(p: torch.Tensor, state: dict, group: dict, m: Mode) -> torch.Tensor | N
 
 
 def _sgd_two_pass(
-    p: torch.Tensor, buf: torch.Tensor, group: dict, apply: bool, hold: Factors | None
+    p: torch.Tensor, g: torch.Tensor, buf: torch.Tensor, group: dict, apply: bool,
+    hold: Factors | None,
 ) -> torch.Tensor | None:
     """SGD momentum as ``buf = g + m*buf`` then ``buf += wd*x``: two passes over the buffer."""
-    torch.add(p.grad, buf, alpha=group["momentum"], out=buf)
+    torch.add(g, buf, alpha=group["momentum"], out=buf)
     if group["weight_decay"]:
         buf.add_(p, alpha=group["weight_decay"])
     if hold is not None:
@@ -124,7 +129,7 @@ def _adam(
     p: torch.Tensor, state: dict, group: dict, m: Mode, decoupled: bool = False
 ) -> torch.Tensor | None:
     """torch's ``_single_tensor_adam`` for one parameter; ``decoupled``: AdamW's decay."""
-    g = p.grad
+    g = m.grad
     if m.hold is not None:
         g = m.hold.mul(g, out=m.scratch.get(p, 0))
     if group["weight_decay"] and not decoupled:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..sharding import all_reduce_sum, local, row_range, shard_group
 from .analysis import Analysis
 from .costs import CostModel
 from .slots import per_position, slot_index
@@ -204,16 +205,21 @@ class SearchSpace:
     # ----- state of the weights ---------------------------------------------------------
     @torch.no_grad()
     def zig_sq_norms(self) -> torch.Tensor:
-        """Squared L2 norm of every ZIG over all of its member slices (float [num_zigs])."""
+        """Squared L2 norm of every ZIG over all of its member slices (float [num_zigs]).
+        Parameters sharded by FSDP2 add their local rows, summed over ranks in one all-reduce
+        (then a collective: every rank calls it)."""
         params = self._named_params()
         device = next(iter(params.values())).device if params else torch.device("cpu")
         out = torch.zeros(self.num_zigs + 1, dtype=torch.float64, device=device)
         for name, ps in self._slices.items():
-            p = params[name].detach()
+            p, rows = local(params[name].detach()), row_range(params[name])
             for dim, vec in ps.layers():
+                if rows is not None and dim == 0:
+                    vec = vec[rows[0]:rows[1]]
                 other = [d for d in range(p.dim()) if d != dim]
                 per_pos = p.double().pow(2).sum(dim=other) if other else p.double().pow(2)
                 out.index_add_(0, slot_index(vec.to(device), self.num_zigs), per_pos)
+        (out,) = all_reduce_sum([out], shard_group(list(params.values())))
         return out[:-1]
 
     @torch.no_grad()
@@ -229,8 +235,10 @@ class SearchSpace:
         params = self._named_params()
         zero = zero.bool().cpu()
         for name, ps in self._slices.items():
-            p = params[name]
+            p, rows = local(params[name]), row_range(params[name])  # FSDP2: this rank's rows
             for dim, vec in ps.layers():
+                if rows is not None and dim == 0:
+                    vec = vec[rows[0]:rows[1]]
                 pos = torch.nonzero(per_position(zero, vec, False)).flatten().to(p.device)
                 if pos.numel():
                     p.index_fill_(dim, pos, 0.0)
