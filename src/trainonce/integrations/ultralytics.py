@@ -154,6 +154,11 @@ class TrainOnceDetectionTrainer(DetectionTrainer, PruningView):
                                                       self.args.imgsz, device=device)
         nb = len(self.train_loader)
         steps = optimizer_steps(nb, self.epochs, self._get_warmup_iterations(nb), self.accumulate)
+        if steps < 3:  # the schedule's minimum: warm-up, pruning, training on
+            raise ValueError(f"ultralytics takes {steps} optimizer steps here ({nb} batches x "
+                             f"{self.epochs} epochs, a step every {self.accumulate} batches: "
+                             "nbs / batch); trainonce needs at least 3: more epochs or images, "
+                             "or a smaller nbs")
         return self.pruning.build(net, steps, **defaults)
 
     def run_callbacks(self, event: str) -> None:
