@@ -4,6 +4,7 @@ with a trainonce optimizer sized by its real step count; the slim YOLO is writte
 from __future__ import annotations
 
 import os
+import warnings
 from copy import deepcopy
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,11 @@ class TrainOnceDetectionTrainer(DetectionTrainer, PruningView):
     def _write_slim(self) -> None:
         from ultralytics import __version__
 
+        opt = self.pruning.opt
+        if opt.steps_taken < opt.schedule.total:  # e.g. AMP's GradScaler skipped steps
+            warnings.warn(f"trainonce: the optimizer took {opt.steps_taken} of its "
+                          f"{opt.schedule.total} steps; its last pruning periods may not have "
+                          "zeroed their groups (see metrics())", stacklevel=2)
         # a copy: the trained model keeps ultralytics' C2f
         net = sized_c2f(deepcopy(unwrap_model(self.model)))
         slim = self.pruning.finish(net, self.save_dir / "slim")
@@ -185,7 +191,7 @@ class TrainOnceDetectionTrainer(DetectionTrainer, PruningView):
             self.wdir.mkdir(parents=True, exist_ok=True)
             path = self.wdir / "slim.pt"
             # the layout of ultralytics' own checkpoints, so YOLO(path) predicts, validates
-            # and exports it; fp16 like theirs (zero groups are gone, nothing to keep exact)
+            # and exports it; fp16 like theirs (YOLO(path) loads it back as fp32)
             torch.save({"model": deepcopy(slim).half(), "train_args": vars(self.args),
                         "version": __version__, "epoch": -1}, path)
             self.trainonce.slim_path = path
