@@ -72,7 +72,7 @@ def test_the_optimizer_steps_the_trainers_count_and_reaches_the_target(run):
 def test_slim_is_an_ultralytics_model_equal_to_the_trained_one(run):
     data, root, pruning, trainer, slim = run
     trained = trainer.model.eval()
-    assert type(slim) is DetectionModel or isinstance(slim, DetectionModel)
+    assert isinstance(slim, DetectionModel)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(slim) < 0.9 * count(trained)
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
