@@ -120,3 +120,16 @@ def test_misuse_is_refused_with_a_reason(tmp_path):
                                    data=str(data), epochs=1, imgsz=64, batch=2, workers=0,
                                    optimizer="RMSprop", device="cpu", amp=False, plots=False,
                                    project=str(tmp_path), name="bad")
+
+
+def test_greedy_nms_keeps_what_ultralytics_torch_nms_keeps():
+    from ultralytics.utils.nms import TorchNMS
+
+    from trainonce.zoo import greedy_nms
+
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(200, 2, generator=g) * 50
+    boxes = torch.cat([xy, xy + 5 + torch.rand(200, 2, generator=g) * 20], 1)
+    scores = torch.rand(200, generator=g)
+    for iou in (0.3, 0.5, 0.7):
+        assert torch.equal(greedy_nms(boxes, scores, iou), TorchNMS.nms(boxes, scores, iou))
