@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--imgsz", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--smoke", action="store_true", help="1 seed, 2 epochs, 32 images")
-    ap.add_argument("--out", default=str(HERE / "results" / "yolo_map.md"))
+    ap.add_argument("--out", default=str(HERE / "results" / "yolo_map_e20.md"))
     args = ap.parse_args()
     if args.smoke:
         args.seeds, args.epochs, args.train, args.val = 1, 2, 32, 16
