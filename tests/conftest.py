@@ -47,6 +47,7 @@ SLOW_FILES = {
     "optim/test_ato_digits.py", "optim/test_ddp.py", "optim/test_fsdp2.py",
     "optim/test_erase_optimizers.py",
     "integrations/test_lightning.py", "integrations/test_transformers_trainer.py",
+    "integrations/test_ultralytics_trainer.py",
 }
 _TESTS = os.path.dirname(os.path.abspath(__file__))
 

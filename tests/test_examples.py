@@ -12,9 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 SCRIPTS = ["cnn_resnet18.py", "transformer_bert.py", "hf_trainer.py", "lightning_callback.py",
-           "ddp.py"]
+           "ddp.py", "yolo.py"]
 NEEDS = {"cnn_resnet18.py": "torchvision", "transformer_bert.py": "transformers",
-         "hf_trainer.py": "accelerate", "lightning_callback.py": "lightning"}
+         "hf_trainer.py": "accelerate", "lightning_callback.py": "lightning",
+         "yolo.py": "ultralytics"}
 
 
 def test_every_example_is_smoke_tested_and_documented():

@@ -10,7 +10,8 @@ DOC = HERE.parents[1] / "docs" / "integrations.md"
 
 
 @pytest.mark.parametrize(("test", "tag"), [("test_transformers_trainer.py", "transformers"),
-                                           ("test_lightning.py", "lightning")])
+                                           ("test_lightning.py", "lightning"),
+                                           ("test_ultralytics_trainer.py", "ultralytics")])
 def test_docs_show_the_tested_code(test, tag):
     src = (HERE / test).read_text()
     block = re.search(rf"    # --- docs: {tag} ---\n(.*?)    # --- end docs ---\n", src, re.S)

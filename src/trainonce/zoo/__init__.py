@@ -10,7 +10,8 @@ import inspect
 import sys
 from dataclasses import dataclass
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from ..data.optional import install_hint, require
 from ..spec import resolve_callable
@@ -38,8 +39,6 @@ def import_torchvision():
         # Python side registers fake kernels for, and import again. Only for that exact error.
         if "torchvision::nms does not exist" not in str(exc):
             raise
-        import torch
-
         for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
             del sys.modules[name]
         lib = torch.library.Library("torchvision", "DEF")
@@ -50,7 +49,35 @@ def import_torchvision():
     except ImportError as exc:
         require("torchvision", "torchvision model names", extra="vision")
         raise exc
+    _nms_fallback(torchvision)
     return torchvision
+
+
+def _nms_fallback(torchvision) -> None:
+    """Without its C ops (the CUDA build above), torchvision.ops.nms raises; ultralytics'
+    validation and predict call it once torchvision is imported. Only then it becomes the
+    plain-torch `greedy_nms`."""
+    box = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    try:
+        torchvision.ops.nms(box, torch.ones(1), 0.5)
+    except RuntimeError:  # "Couldn't load custom C++ ops"
+        torchvision.ops.nms = greedy_nms
+
+
+def greedy_nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """torchvision.ops.nms in plain torch (indices kept, by decreasing score), for a torchvision
+    whose C ops did not load (see `import_torchvision`)."""
+    order = scores.argsort(descending=True)
+    b = boxes[order]
+    area = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
+    lt, rb = torch.max(b[:, None, :2], b[None, :, :2]), torch.min(b[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    over = (inter / (area[:, None] + area[None, :] - inter)) > iou_threshold
+    alive = torch.ones(len(b), dtype=torch.bool, device=b.device)
+    for i in range(len(b)):  # greedy: a kept box suppresses every later one it overlaps
+        if alive[i]:
+            alive[i + 1:] &= ~over[i, i + 1:]
+    return order[alive]
 
 
 def _torchvision_names() -> list[str]:
