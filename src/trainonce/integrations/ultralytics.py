@@ -19,7 +19,6 @@ from . import Pruning, PruningView
 
 try:
     from ultralytics.models.yolo.detect import DetectionTrainer
-    from ultralytics.nn.modules.block import C2f
     from ultralytics.nn.tasks import DetectionModel
     from ultralytics.utils import DEFAULT_CFG
     from ultralytics.utils.torch_utils import EarlyStopping, ModelEMA, unwrap_model
@@ -73,29 +72,6 @@ class _MirrorEMA(ModelEMA):
             for e, m in zip(self.ema.state_dict().values(),
                             unwrap_model(model).state_dict().values(), strict=True):
                 e.copy_(m)
-
-
-class SizedC2f(C2f):
-    """`C2f` that splits ``cv1``'s output at the sizes its layers have. Pruning takes
-    different channels from the two halves (only the second feeds ``m[0]``), and
-    `C2f.forward`'s ``chunk(2)`` assumes equal halves: the slim model would otherwise need the
-    traced program, which is not ultralytics' type."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.cv1(x)
-        second = self.m[0].cv1.conv.in_channels  # the half that m[0] reads
-        parts = list(y.split((y.shape[1] - second, second), 1))
-        parts.extend(m(parts[-1]) for m in self.m)
-        return self.cv2(torch.cat(parts, 1))
-
-
-def sized_c2f(model: nn.Module) -> nn.Module:
-    """``model`` with every `C2f` a `SizedC2f` (the same weights and, unpruned, the same
-    outputs); the class is swapped in place, as torch.nn.utils.parametrize does."""
-    for m in model.modules():
-        if type(m) is C2f:
-            m.__class__ = SizedC2f
-    return model
 
 
 def optimizer_steps(batches: int, epochs: int, warmup: int, accumulate: int) -> int:
@@ -184,10 +160,10 @@ class TrainOnceDetectionTrainer(DetectionTrainer, PruningView):
             warnings.warn(f"trainonce: the optimizer took {opt.steps_taken} of its "
                           f"{opt.schedule.total} steps; its last pruning periods may not have "
                           "zeroed their groups (see metrics())", stacklevel=2)
-        # a copy: the trained model keeps ultralytics' C2f
-        net = sized_c2f(deepcopy(unwrap_model(self.model)))
-        slim = self.pruning.finish(net, self.save_dir / "slim")
-        if isinstance(slim, DetectionModel):  # YOLOv8's slim keeps its type; others are programs
+        slim = self.pruning.finish(unwrap_model(self.model), self.save_dir / "slim")
+        # YOLOv8 and YOLO11 slim to their own class (graph.families); a model whose forward
+        # cannot follow the cut is a traced program, which ultralytics cannot load
+        if isinstance(slim, DetectionModel):
             self.wdir.mkdir(parents=True, exist_ok=True)
             path = self.wdir / "slim.pt"
             # the layout of ultralytics' own checkpoints, so YOLO(path) predicts, validates
