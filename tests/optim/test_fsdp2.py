@@ -7,14 +7,11 @@ One spawn runs every scenario (starting the processes dominates the time)."""
 
 from __future__ import annotations
 
-import os
-import time
-
 import pytest
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-import torch.multiprocessing as mp
+from spawned import init, run_ranks, save
 from torch import nn
 
 import trainonce
@@ -132,11 +129,7 @@ def _worker(rank: int, world: int, out: str) -> None:
         set_optimizer_state_dict,
     )
 
-    torch.set_num_threads(1)
-    # a file rendezvous: no port to pick before the spawn that another process on this
-    # shared machine could take in between
-    dist.init_process_group("gloo", init_method=f"file://{out}/rendezvous", rank=rank,
-                            world_size=world)
+    init(rank, world, out)
     full = StateDictOptions(full_state_dict=True)
     try:
         res = {}
@@ -171,8 +164,7 @@ def _worker(rank: int, world: int, out: str) -> None:
         w = model.conv1.weight  # really sharded, unevenly: 7 rows as 4 + 3
         res["rows"] = (type(w).__name__, w.to_local().shape[0])
         res["mixed"] = _mixed_refused()
-        torch.save(res, f"{out}/rank{rank}.tmp")
-        os.replace(f"{out}/rank{rank}.tmp", f"{out}/rank{rank}.pt")  # whole or absent
+        save(res, out, rank)
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -183,21 +175,7 @@ def ranks(tmp_path_factory):
     if not dist.is_available():
         pytest.skip("torch.distributed not available")
     out = tmp_path_factory.mktemp("fsdp2")
-    ctx = mp.spawn(_worker, args=(2, str(out)), nprocs=2, join=False)
-    files = [out / f"rank{r}.pt" for r in range(2)]
-    done_at = None
-    while not ctx.join(timeout=1):  # raises if a worker failed
-        if all(f.exists() for f in files):
-            done_at = done_at or time.monotonic()
-            if time.monotonic() - done_at > 30:
-                # every result is written: only the teardown is left, and gloo's process
-                # group destructor can wait forever on a thread that wants the GIL (torch
-                # 2.13; seen in test_ddp.py here, one rank gone, the other in ~ProcessGroupGloo)
-                for p in ctx.processes:
-                    p.terminate()
-                    p.join(10)
-                break
-    return out, [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    return out, run_ranks(_worker, out)
 
 
 @pytest.mark.parametrize("name", list(NAMES))
