@@ -12,6 +12,7 @@ from trainonce.exporters import export_onnx
 from trainonce.subnet.verify import run
 
 tasks = pytest.importorskip("ultralytics.nn.tasks")
+block = pytest.importorskip("ultralytics.nn.modules.block")
 pytest.importorskip("onnxruntime")
 
 # yaml: (model class, groups, prunable groups, prunable ZIGs) at 64x64. The two halves of a
@@ -58,6 +59,9 @@ def test_yolo_analysis_leaves_the_model_and_slims_exactly(cfg, tmp_path):
     _, slim = check_slim(model, x, sparsities=((0.3, 0.7)[index % 2],), seeds=(index,),
                          space=space)
     assert type(slim) is type(model)  # ultralytics' own class: its predict/val/export work
+    for m in slim.modules():  # the stored widths its export's forward_split reads
+        if isinstance(m, (block.C2f, block.C2PSA)):
+            assert 2 * m.c == m.cv1.conv.out_channels
     if cfg not in INDEPENDENT:
         return
     # a trained model zeroes each group to its own share: ZIGs drawn one by one, not a

@@ -100,6 +100,9 @@ def test_ultralytics_val_and_predict_run_on_the_slim_checkpoint(run):
     assert 0.0 <= metrics.box.map50 <= 1.0
     results = yolo.predict(torch.rand(1, 3, 64, 64), imgsz=64, device="cpu", verbose=False)
     assert len(results) == 1 and results[0].boxes.data.shape[1] == 6
+    # ultralytics' export runs C2f's forward_split, which reads the stored width self.c
+    exported = yolo.export(format="torchscript", imgsz=64, device="cpu")
+    assert os.path.getsize(exported) > 0
 
 
 def test_misuse_is_refused_with_a_reason(tmp_path):

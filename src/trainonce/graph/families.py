@@ -19,8 +19,9 @@ from .registry import ModuleSizes
 def _halves(m: nn.Module, old: dict) -> None:
     """ultralytics' CSP blocks split ``cv1``'s output into two halves of ``self.c`` channels
     (`split((self.c, self.c))`, or `chunk(2)` and `self.c` elsewhere); the analysis keeps the
-    halves equal (`graph.shapes.split`), so ``c`` is half of cv1's cut width."""
-    m.c = m.cv1.conv.out_channels // 2
+    halves equal (`graph.shapes.split`), so ``c`` is half of cv1's cut width. Read from the
+    weight: the parent's updater runs before its children's (``out_channels`` is still old)."""
+    m.c = m.cv1.conv.weight.shape[0] // 2
 
 
 @cache
