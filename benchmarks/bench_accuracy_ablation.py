@@ -52,6 +52,9 @@ VARIANTS: dict[str, dict] = {
     "late-start": {"start": 0.30, "length": 0.30},  # last zero at 60%, later first zero
     "periods1": {"periods": 1},
     "periods20": {"periods": 20},
+    # HSPG/DHSPG: G_p zeroed period by period (smallest norms first) instead of all at the end
+    "progressive": {"opt": {"progressive": True}},
+    "progressive-early": {"opt": {"progressive": True}, "start": 0.10, "length": 0.30},
     # LR (dense baseline trained with the same recipe)
     "lr0.1": {"lr": 0.1},
     "lr0.025": {"lr": 0.025},
@@ -63,6 +66,7 @@ VARIANTS: dict[str, dict] = {
     "ato": {"optimizer": "ato"},
     # width alignment (the CLI cuts every width to a multiple of 8)
     "align1": {"align": 1},
+    "align4": {"align": 4},
 }
 
 DENSE_KEYS = ("lr", "lr_schedule", "epochs")  # the dense model does not see the others
@@ -128,7 +132,8 @@ def optimizer_args(kw: dict):
 
 
 def config(target: float, seed: int, kw: dict, out: str) -> RunConfig:
-    cfg = RunConfig(target=target, seed=seed, out=out)
+    # the CLI's --align default (halved until the target is reachable) unless the variant sets it
+    cfg = RunConfig(target=target, seed=seed, out=out, extra={"auto_align": "align" not in kw})
     cfg.optimizer = kw.get("optimizer") or default_optimizer("flops", target)
     for k in ("lr", "lr_schedule", "epochs", "align"):
         if k in kw:
