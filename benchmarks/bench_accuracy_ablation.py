@@ -55,6 +55,8 @@ VARIANTS: dict[str, dict] = {
     # HSPG/DHSPG: G_p zeroed period by period (smallest norms first) instead of all at the end
     "progressive": {"opt": {"progressive": True}},
     "progressive-early": {"opt": {"progressive": True}, "start": 0.10, "length": 0.30},
+    # every channel group keeps at least `spread` x the uniform share (default 0.5)
+    "spread1": {"opt": {"progressive": True, "spread": 1.0}, "start": 0.10, "length": 0.30},
     # LR (dense baseline trained with the same recipe)
     "lr0.1": {"lr": 0.1},
     "lr0.025": {"lr": 0.025},

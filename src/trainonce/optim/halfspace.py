@@ -101,10 +101,14 @@ class HalfSpaceOptimizer(ZigOptimizer):
         *,
         stats_every: int = STATS_EVERY,
         progressive: bool = False,
+        spread: float = SPREAD,
         **common: Any,
     ) -> None:
         super().__init__(space, lr, **common)
         self.progressive = bool(progressive)
+        if not 0.0 <= spread <= 1.0 / max(self.target.uniform_keep(), 1e-12):
+            raise ValueError(f"spread must be >= 0 and keep at most every channel, got {spread}")
+        self.spread = float(spread)
         if isinstance(stats_every, bool) or not isinstance(stats_every, int) or stats_every < 1:
             raise ValueError(f"stats_every must be an integer >= 1, got {stats_every!r}")
         self.stats_every = stats_every
@@ -149,7 +153,7 @@ class HalfSpaceOptimizer(ZigOptimizer):
         (a structure is a size-1 group: it may go whole, as far as validity allows)."""
         alive = self.prunable & ~self.zero
         score = self._selection_score(self.zig_stats(dirs))
-        keep = SPREAD * self.target.uniform_keep()
+        keep = self.spread * self.target.uniform_keep()
         guarded = alive if self.pool.structures is None else alive & ~self.pool.structures
         score = spread_guard(score, guarded, self.pool.gid, self.prunable, keep)
         return self._select(self.target.fraction_at(1.0), score, self.zero)
