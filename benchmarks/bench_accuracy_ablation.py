@@ -38,7 +38,7 @@ from torch import nn
 
 import trainonce.cli.run as cli_run
 from trainonce.cli.baseline import train_baseline
-from trainonce.cli.setup import RunConfig, default_optimizer
+from trainonce.cli.setup import RunConfig, default_optimizer, default_optimizer_args
 from trainonce.cli.train import epoch_batches, evaluate, train
 from trainonce.report.layer_rows import layer_rows
 
@@ -137,6 +137,8 @@ def config(target: float, seed: int, kw: dict, out: str) -> RunConfig:
     # the CLI's --align default (halved until the target is reachable) unless the variant sets it
     cfg = RunConfig(target=target, seed=seed, out=out, extra={"auto_align": "align" not in kw})
     cfg.optimizer = kw.get("optimizer") or default_optimizer("flops", target)
+    if "optimizer" not in kw:  # the CLI's recipe for the default optimizer at this budget
+        cfg.extra["optimizer_args"] = default_optimizer_args("flops", target, cfg.optimizer)
     for k in ("lr", "lr_schedule", "epochs", "align"):
         if k in kw:
             setattr(cfg, k, kw[k])

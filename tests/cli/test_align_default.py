@@ -35,3 +35,24 @@ def test_a_given_alignment_is_kept(tmp_path):
     cfg = _cfg(tmp_path, "--target-flops", "0.1", "--align", "8")
     _space(cfg)
     assert cfg.align == 8  # the optimizer then refuses the target, naming --align 1
+
+
+@pytest.mark.parametrize("target, args", [(0.5, {}), (0.3, {}), (0.2, "extreme"),
+                                          (0.05, "extreme")])
+def test_default_recipe_by_budget(tmp_path, target, args):
+    from trainonce.cli.setup import EXTREME_ARGS
+
+    cfg = _cfg(tmp_path, "--target-flops", str(target))
+    assert cfg.optimizer == "hspg"
+    assert cfg.extra["optimizer_args"] == (EXTREME_ARGS if args == "extreme" else {})
+    given = _cfg(tmp_path, "--target-flops", str(target), "--optimizer", "hspg")
+    assert "optimizer_args" not in given.extra  # a named optimizer gets its own defaults
+
+
+def test_extreme_recipe_reaches_the_optimizer(tmp_path):
+    from trainonce.cli.setup import build_optimizer
+
+    cfg = _cfg(tmp_path, "--target-flops", "0.1")
+    space = _space(cfg)
+    opt = build_optimizer(cfg, space, total_steps=500)
+    assert opt.progressive and (opt.schedule.start, opt.schedule.end) == (50, 200)

@@ -39,6 +39,7 @@ from .setup import (
     check_output_dir,
     check_target,
     default_optimizer,
+    default_optimizer_args,
     load_config,
     optimizer_class,
     save_config,
@@ -177,6 +178,10 @@ def _config(args: argparse.Namespace) -> RunConfig:
     )
     names = ("mode", "variant", "align", "epochs", "batch_size", "lr", "lr_schedule")
     names += ("weight_decay", "seed", "device", "latency_batch", "latency_threads")
+    optimizer = args.optimizer or default_optimizer(kind, target, _given(args, "mode"))
+    extra: dict[str, Any] = {"auto_align": args.align is None}
+    if args.optimizer is None:  # the default optimizer's recipe for this budget
+        extra["optimizer_args"] = default_optimizer_args(kind, target, optimizer)
     return RunConfig(
         model=model,
         data=data,
@@ -184,9 +189,9 @@ def _config(args: argparse.Namespace) -> RunConfig:
         target=target,
         latency_device=args.latency_device or "",
         out=out,
-        optimizer=args.optimizer or default_optimizer(kind, target, _given(args, "mode")),
+        optimizer=optimizer,
         **{n: _given(args, n) for n in names},
-        extra={"auto_align": args.align is None},
+        extra=extra,
     )
 
 
