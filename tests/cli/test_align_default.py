@@ -55,4 +55,5 @@ def test_extreme_recipe_reaches_the_optimizer(tmp_path):
     cfg = _cfg(tmp_path, "--target-flops", "0.1")
     space = _space(cfg)
     opt = build_optimizer(cfg, space, total_steps=500)
-    assert opt.progressive and (opt.schedule.start, opt.schedule.end) == (50, 200)
+    assert opt.progressive and opt.spread == 1.0
+    assert (opt.schedule.start, opt.schedule.end) == (50, 200)
