@@ -58,3 +58,23 @@ def test_statistics_every_step_and_every_k_steps_meet_the_target():
 def test_stats_every_must_be_a_positive_integer(bad):
     with pytest.raises(ValueError, match="stats_every"):
         make_run(HSPG, target_group_sparsity=0.4, stats_every=bad, **SCHED)
+
+
+@pytest.mark.parametrize("cls", [DHSPG, HSPG])
+def test_progressive_zeroes_period_by_period_and_meets_the_target(cls):
+    sched = dict(total_steps=40, start_pruning_step=4, pruning_steps=24, pruning_periods=4)
+    model, space, opt = make_run(cls, lr=0.05, target_group_sparsity=0.4, progressive=True,
+                                 **sched)
+    want = round(0.4 * space.num_prunable_zigs)
+    zeros = []
+    for t in range(40):
+        _grads(model, t)
+        opt.step()
+        zeros.append(int(opt.zero.sum()))
+    # after each period's end at least that period's cumulative share is zero, never more
+    # than the target, and the target is met at the end of pruning and stays
+    for period in range(3):
+        end = 4 + 6 * (period + 1) - 1
+        assert zeros[end] >= round(want * (period + 1) / 4) - 1, (period, zeros)
+    assert max(zeros) == want and zeros[-1] == want
+    assert int(space.zero_mask().sum()) == want

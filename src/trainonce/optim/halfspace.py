@@ -95,9 +95,20 @@ class HalfSpaceOptimizer(ZigOptimizer):
     _needs_dsq = True
 
     def __init__(
-        self, space: SearchSpace, lr: float = 0.1, *, stats_every: int = STATS_EVERY, **common: Any
+        self,
+        space: SearchSpace,
+        lr: float = 0.1,
+        *,
+        stats_every: int = STATS_EVERY,
+        progressive: bool = False,
+        spread: float = SPREAD,
+        **common: Any,
     ) -> None:
         super().__init__(space, lr, **common)
+        self.progressive = bool(progressive)
+        if not 0.0 <= spread <= 1.0 / max(self.target.uniform_keep(), 1e-12):
+            raise ValueError(f"spread must be >= 0 and keep at most every channel, got {spread}")
+        self.spread = float(spread)
         if isinstance(stats_every, bool) or not isinstance(stats_every, int) or stats_every < 1:
             raise ValueError(f"stats_every must be an integer >= 1, got {stats_every!r}")
         self.stats_every = stats_every
@@ -142,7 +153,7 @@ class HalfSpaceOptimizer(ZigOptimizer):
         (a structure is a size-1 group: it may go whole, as far as validity allows)."""
         alive = self.prunable & ~self.zero
         score = self._selection_score(self.zig_stats(dirs))
-        keep = SPREAD * self.target.uniform_keep()
+        keep = self.spread * self.target.uniform_keep()
         guarded = alive if self.pool.structures is None else alive & ~self.pool.structures
         score = spread_guard(score, guarded, self.pool.gid, self.prunable, keep)
         return self._select(self.target.fraction_at(1.0), score, self.zero)
@@ -213,6 +224,35 @@ class HalfSpaceOptimizer(ZigOptimizer):
 
     @torch.no_grad()
     def _after_update(self, t: int) -> None:
+        self._half_space_after(t)
+        s = self.schedule
+        if self.progressive and s.start <= t < s.end - 1 and s.position(t)[1] == s.length - 1:
+            self._force_period(t)
+
+    @torch.no_grad()
+    def _force_period(self, t: int) -> None:
+        """``progressive``: at a period's end, the G_p ZIGs still non-zero with the smallest
+        norms are set to zero until the period's cumulative share of the target is met (the
+        last pruning step zeroes the rest of G_p, as without it)."""
+        cand = self.gp & ~self.zero
+        if not bool(cand.any()):
+            return
+        period, _ = self.schedule.position(t)
+        fraction = self.target.fraction_at((period + 1) / self.schedule.periods)
+        v = self.view
+        sq = torch.zeros(v.num_zigs + 1, dtype=torch.float64, device=self._device())
+        for i in v.with_zigs:
+            p = self._params[i]
+            v.add_sq(sq, i, p, self._scratch.get(p, 2))
+        norm = sq[:-1].sqrt().cpu()
+        # only G_p may go: every other ZIG behind it (the shift of `spread_guard`)
+        score = torch.where(cand, norm, norm + 1e6 * (1.0 + float(norm.max())))
+        new = self._select(fraction, score, self.zero) & cand
+        self._make_zero(self._sync(new))
+        self._active_key = None
+
+    @torch.no_grad()
+    def _half_space_after(self, t: int) -> None:
         if self._pending is None:
             s = self.schedule
             if s.start <= t < s.end:  # a step between statistics steps
