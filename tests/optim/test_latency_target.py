@@ -7,10 +7,10 @@ import warnings
 
 import pytest
 import torch
+from latency_tables import proportional
 from runs import OPTIMIZERS, name
 
 import trainonce
-from trainonce.latency.table import LatencyTable, Term
 from trainonce.optim.budgets import Latency
 from trainonce.zoo import build_model
 
@@ -25,21 +25,6 @@ def resnet8_table():
     space = trainonce.analyze(model, x)
     measured = trainonce.measure_latency(space, threads=1, calibrate=False)
     return proportional(measured)
-
-
-def proportional(table: LatencyTable) -> LatencyTable:
-    """``table``'s nodes and grids with deterministic times: 0.1 ms per node at full width,
-    proportional to the product of its kept shares, plus a fixed 10%. Timings on this shared
-    machine are noise at 1.6 ms a forward (a busy moment measured only 26.7% removable); the
-    optimizers' behaviour under a table is what is tested here, not the machine."""
-    terms = []
-    for t in table.terms:
-        grid = torch.tensor(1e-4, dtype=torch.float64)
-        for lv in t.levels:
-            grid = grid[..., None] * torch.tensor(lv, dtype=torch.float64)
-        terms.append(Term(t.node, t.op, t.axes, t.levels, grid.tolist()))
-    dense = 1.1e-4 * len(terms)
-    return LatencyTable(table.meta, dense, table.classes, terms)
 
 
 @pytest.mark.parametrize("cls", OPTIMIZERS, ids=name)
