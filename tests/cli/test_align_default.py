@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from trainonce.cli.main import build_parser
-from trainonce.cli.run import _analyze, _config
+from trainonce.cli.run import _config
+from trainonce.cli.run_space import analyze_for_target
 from trainonce.optim.budgets import Flops
 from trainonce.optim.targets import Pool
 from trainonce.zoo import build_model
@@ -20,7 +21,7 @@ def _cfg(tmp_path, *flags):
 
 def _space(cfg):
     model = build_model(cfg.model, 10, 1).model.eval()
-    return _analyze(cfg, model, torch.randn(1, 1, 28, 28))
+    return analyze_for_target(cfg, model, torch.randn(1, 1, 28, 28))
 
 
 @pytest.mark.parametrize("target, align", [(0.5, 8), (0.3, 8), (0.1, 4), (0.05, 4)])

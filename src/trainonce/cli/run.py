@@ -21,7 +21,6 @@ from torch import nn
 from torch.utils.data import Subset, default_collate
 
 from ..optim.budgets import BUDGETS, GroupSparsity
-from .console import quiet_torch
 from .latency import FLAGS as LATENCY_FLAGS
 from .latency import (
     add_latency_arguments,
@@ -29,6 +28,7 @@ from .latency import (
     latency_table,
     save_latency_table,
 )
+from .run_space import analyze_for_target
 from .setup import (
     DEFAULT_OPTIMIZER_BY_KEPT,
     DEFAULT_OPTIMIZER_SPARSITY,
@@ -274,36 +274,6 @@ def split_held_out(ds, share: float, seed: int) -> tuple[Subset, Subset]:
     return Subset(ds, torch.nonzero(keep).flatten().tolist()), Subset(ds, held_idx.tolist())
 
 
-def _reachable(cfg: RunConfig, space) -> bool:
-    """Whether the run's FLOPs/params target can be met in ``space`` (other kinds: assumed)."""
-    from ..optim.budgets import CostBudget, budget_kind
-    from ..optim.targets import Pool
-
-    cls = budget_kind(cfg.target_kind)
-    if not issubclass(cls, CostBudget) or cfg.target_kind == "latency":
-        return True
-    return cls(cfg.target).reachable_bound(space, Pool.of(space)) <= cfg.target + 1e-12
-
-
-def _analyze(cfg: RunConfig, model: nn.Module, example: torch.Tensor):
-    """The search space at ``cfg.align``; with the default alignment (``--align`` not given)
-    halved until the target is reachable. ResNet8 keeps >= 13.5% of its FLOPs with align 8
-    (its 16-channel groups keep 8), 3.5% with 4, 1.0% with 2: at --target-flops 0.1 / 0.05 the
-    default run refused its own default. ``cfg.align`` becomes the alignment used (the config
-    records it, so --resume analyses the same space)."""
-    import trainonce
-
-    while True:
-        with quiet_torch():
-            space = trainonce.analyze(model, (example,), mode=cfg.mode, align=cfg.align)
-        if cfg.align == 1 or not cfg.extra.get("auto_align") or _reachable(cfg, space):
-            return space
-        smaller = max(1, cfg.align // 2)
-        print(f"--target-{cfg.target_kind} {cfg.target:g} cannot be reached with widths in "
-              f"multiples of {cfg.align}; cutting to multiples of {smaller}")
-        cfg.align = smaller
-
-
 def _build(cfg: RunConfig, device: torch.device, run_dir: Path) -> _Job:
     from ..data import load_data
     from ..zoo import build_model
@@ -325,7 +295,7 @@ def _build(cfg: RunConfig, device: torch.device, run_dir: Path) -> _Job:
     adapt = _channel_adapter(cfg, built.in_channels, c_in)
     example = adapt(bundle.train[0][0].unsqueeze(0))
     model.eval()
-    space = _analyze(cfg, model, example)
+    space = analyze_for_target(cfg, model, example)
     total = cfg.epochs * full_batches_per_epoch(len(bundle.train), cfg.batch_size)
     model.to(device)
     loss_fn = None
