@@ -1,7 +1,8 @@
 """ultralytics YOLOv8 and YOLO11 (detect, segment, pose, classify; sizes n and s) from their
 yaml: analysis time and groups, and a slim model with each ZIG drawn zero with probability 0.5
-(no share per group, as training leaves them): verified exact, of ultralytics' own class, and
-exported to ONNX and run in ONNX Runtime. The suite covers the n sizes; this covers n and s.
+(no share per group, as training leaves them): verified exact, of ultralytics' own class,
+exported to ONNX and run in ONNX Runtime, and run by ultralytics' own predict and torchscript
+export. The suite covers the n sizes; this covers n and s.
 Usage: [--sizes n,s] [--imgsz 128] [--out results/yolo_zoo.md]
 """
 
@@ -58,10 +59,32 @@ def one(cfg: str, cls_name: str, imgsz: int) -> dict:
     slim = trainonce.construct_subnet(model, space)  # raises if not exact
     with tempfile.TemporaryDirectory() as tmp:
         onnx_diff = export_onnx(slim, x, Path(tmp) / "slim.onnx")
+        ultralytics_ok = _ultralytics_tools(slim, cls_name, imgsz, Path(tmp))
     n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     return {"cfg": cfg, "analysis_s": seconds, "groups": len(space.groups),
             "prunable_zigs": space.num_prunable_zigs, "params": n(model), "slim": n(slim),
-            "own_class": type(slim) is type(model), "onnx": onnx_diff}
+            "own_class": type(slim) is type(model), "onnx": onnx_diff,
+            "ultralytics": ultralytics_ok}
+
+
+TASK_OF = {"DetectionModel": "detect", "SegmentationModel": "segment", "PoseModel": "pose",
+           "ClassificationModel": "classify"}
+
+
+def _ultralytics_tools(slim: nn.Module, cls_name: str, imgsz: int, tmp: Path) -> bool:
+    """ultralytics' own predict and export (torchscript; its export runs C2f's forward_split,
+    which reads the stored width) on the slim model saved as an ultralytics checkpoint."""
+    import copy
+
+    from ultralytics import YOLO, __version__
+
+    task = TASK_OF[cls_name]
+    path = tmp / "slim.pt"
+    torch.save({"model": copy.deepcopy(slim).half(), "train_args": {"imgsz": imgsz, "task": task},
+                "version": __version__, "epoch": -1}, path)
+    yolo = YOLO(str(path), task=task)
+    yolo.predict(torch.rand(1, 3, imgsz, imgsz), imgsz=imgsz, device="cpu", verbose=False)
+    return Path(yolo.export(format="torchscript", imgsz=imgsz, device="cpu")).stat().st_size > 0
 
 
 def main() -> None:
@@ -71,7 +94,11 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE / "results" / "yolo_zoo.md"))
     args = ap.parse_args()
     os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp())
+    os.environ.setdefault("YOLO_OFFLINE", "1")
     torch.set_num_threads(1)
+    from trainonce.zoo import import_torchvision
+
+    import_torchvision()  # ultralytics' predict calls torchvision's nms
     rows = []
     for version in ("yolov8", "yolo11"):
         for size in args.sizes.split(","):
@@ -82,11 +109,13 @@ def main() -> None:
     lines = [f"# ultralytics zoo: analysis and slim models ({args.imgsz}x{args.imgsz}, 1 thread, "
              f"torch {torch.__version__})", "",
              "| model | analysis s | groups | prunable ZIGs | params | slim params | "
-             "own class | ONNX max abs diff |", "|---|---|---|---|---|---|---|---|"]
+             "own class | ONNX max abs diff | ultralytics predict + export |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['cfg']} | {r['analysis_s']:.1f} | {r['groups']} | "
                      f"{r['prunable_zigs']} | {r['params'] / 1e6:.2f}M | {r['slim'] / 1e6:.2f}M | "
-                     f"{'yes' if r['own_class'] else 'no'} | {r['onnx']:.1e} |")
+                     f"{'yes' if r['own_class'] else 'no'} | {r['onnx']:.1e} | "
+                     f"{'yes' if r['ultralytics'] else 'no'} |")
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
