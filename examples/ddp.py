@@ -50,6 +50,10 @@ def worker(rank: int, world: int, port: int, epochs: int, limit: int | None) -> 
             print(f"ranks agree bit for bit: {same}; FLOPs kept "
                   f"{opt.metrics()['flops_kept']:.2f}, params kept {kept:.2f}")
             assert same
+        # leave together, with DDP's reducer (its gloo work holds tensors) freed first: else
+        # ~ProcessGroupGloo waits on a gloo thread that wants the GIL (torch issue #75097)
+        del ddp
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
