@@ -8,7 +8,6 @@ for the rest at a tenth of the LR; both cosine. Usage: [--targets 0.1,0.05] [--s
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import statistics
@@ -19,6 +18,7 @@ from pathlib import Path
 import bench_accuracy_ablation as ablation
 import torch
 import torch.nn.functional as F
+from bench_optim_quality import prune_to_flops
 
 import trainonce.cli.run as cli_run
 from trainonce.cli.train import epoch_batches, evaluate
@@ -66,16 +66,8 @@ def torch_pruning_run(target: float, seed: int) -> tuple[float, float, float]:
     reg = pruner(model, 0.5)
     reg.update_regularizer()
     fit(model, 0, sparse, cfg.lr, reg)
-    lo, hi, best = 0.0, 0.99, None
-    for _ in range(14):  # the global ratio whose slim model meets the FLOPs target
-        mid = (lo + hi) / 2
-        cand = copy.deepcopy(model)
-        pruner(cand, mid).step()
-        macs = tp.utils.count_ops_and_params(cand, example)[0]
-        if macs <= target * dense_macs:
-            best, hi = (cand, macs), mid
-        else:
-            lo = mid
+    # the global ratio whose slim model meets the FLOPs target
+    best = prune_to_flops(model, pruner, example, target * dense_macs, hi=0.99, rounds=14)
     if best is None:
         raise SystemExit(f"Torch-Pruning cannot reach {target:.0%} of the FLOPs here")
     slim, macs = best

@@ -116,20 +116,29 @@ def train_tp(data, keep: float, seed: int, epochs: int, widths):
     reg = pruner_for(model, 0.5)
     reg.update_regularizer()
     run(model, e1, 0.1, reg)
-    lo, hi = 0.0, 0.95  # pruning ratio reaching the FLOPs budget
-    best = None
-    for _ in range(12):
+    slim, macs = prune_to_flops(model, pruner_for, ex, keep * dense_macs)
+    run(slim, epochs - e1, 0.01, None)
+    return slim.eval(), macs / dense_macs
+
+
+def prune_to_flops(model, pruner_for, example, budget: float, hi: float = 0.95,
+                   rounds: int = 12):
+    """(pruned copy, its MACs): Torch-Pruning's global ratio found by bisection so that the
+    pruned copy's MACs (its own count) are at most ``budget``; None if no ratio up to ``hi``
+    reaches it."""
+    import torch_pruning as tp
+
+    lo, best = 0.0, None
+    for _ in range(rounds):
         mid = (lo + hi) / 2
         cand = copy.deepcopy(model)
         pruner_for(cand, mid).step()
-        macs = tp.utils.count_ops_and_params(cand, ex)[0]
-        if macs <= keep * dense_macs:
+        macs = tp.utils.count_ops_and_params(cand, example)[0]
+        if macs <= budget:
             best, hi = (cand, macs), mid
         else:
             lo = mid
-    slim, macs = best
-    run(slim, epochs - e1, 0.01, None)
-    return slim.eval(), macs / dense_macs
+    return best
 
 
 def acc(m, data) -> float:
